@@ -1,0 +1,13 @@
+"""The mirror's addons, in hook order."""
+
+from .oplog import OpLog
+from .redirects import Redirects
+from .router import Router
+from .streaming import Streaming
+from .token_auth import TokenAuth
+from .upstream import UpstreamConnections
+
+
+def mirror_addons() -> list[object]:
+    # Router first: it classifies every flow for the others.
+    return [UpstreamConnections(), Router(), TokenAuth(), Redirects(), Streaming(), OpLog()]

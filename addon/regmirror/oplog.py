@@ -1,0 +1,99 @@
+"""One readable log line per registry operation:
+`pull manifest library/nginx:1-alpine -> 200 1.2 kB 35 ms`. Never logs credentials."""
+
+import json
+import logging
+import time
+
+from mitmproxy import http
+
+from . import flowinfo, names
+from .flowinfo import FlowInfo, info
+
+logger = logging.getLogger(__name__)
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError  # pragma: no cover
+
+
+def _ref(name: str, reference: str, short: bool = False) -> str:
+    if ":" not in reference:
+        return f"{name}:{reference}"
+    return f"{name}@{reference[:19]}…" if short else f"{name}@{reference}"
+
+
+def describe(method: str, i: FlowInfo, scopes: list[str], path: str) -> str:
+    """What the client asked for, in registry terms."""
+    op, name, ref = i.get("op", ""), i.get("name", ""), i.get("reference", "")
+    verb = "check" if method == "HEAD" else "pull"
+    match op:
+        case names.MANIFEST:
+            return f"{verb} manifest {_ref(name, ref)}"
+        case names.BLOB:
+            return f"{verb} blob {_ref(name, ref, short=True)}"
+        case names.TAGS:
+            return f"list tags {name}"
+        case names.REFERRERS:
+            return f"list referrers {_ref(name, ref, short=True)}"
+        case names.TOKEN:
+            return "token " + (" ".join(scopes) if scopes else "(no scope)")
+        case names.PING | names.CATALOG:
+            return op
+        case flowinfo.REDIRECT:
+            return f"follow redirect -> {i.get('target', '?')}"
+        case flowinfo.ROOT:
+            return "root redirect"
+    return f"reject {method} {path[:120]!r}"
+
+
+def error_code(resp: http.Response) -> str:
+    """The first registry error code of a small, buffered error body."""
+    if (
+        resp.status_code < 400
+        or resp.stream
+        or not resp.raw_content
+        or len(resp.raw_content) > 8192
+    ):
+        return ""
+    try:
+        return str(json.loads(resp.raw_content)["errors"][0]["code"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+
+
+def response_size(resp: http.Response) -> int:
+    if "Content-Length" in resp.headers and resp.headers["Content-Length"].isdigit():
+        return int(resp.headers["Content-Length"])
+    return len(resp.raw_content or b"")
+
+
+class OpLog:
+    def response(self, flow: http.HTTPFlow) -> None:
+        i = info(flow)
+        if not i or not flow.response:
+            return
+        resp = flow.response
+        ms = ((resp.timestamp_end or time.time()) - flow.request.timestamp_start) * 1000
+        parts = [self._describe(flow, i), "->", str(resp.status_code)]
+        if code := error_code(resp):
+            parts.append(code)
+        parts += [human_size(response_size(resp)), f"{ms:.0f} ms"]
+        level = logging.WARNING if resp.status_code >= 500 else logging.INFO
+        logger.log(level, " ".join(parts))
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        i = info(flow)
+        if not i or not flow.error:
+            return
+        logger.warning("%s -> failed: %s", self._describe(flow, i), flow.error.msg)
+
+    @staticmethod
+    def _describe(flow: http.HTTPFlow, i: FlowInfo) -> str:
+        scopes = flow.request.query.get_all("scope") if i.get("op") == names.TOKEN else []
+        return describe(flow.request.method, i, scopes, flow.request.path)

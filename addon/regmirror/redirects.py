@@ -1,0 +1,153 @@
+"""Upstream redirects (Docker Hub's blob 307 to a CDN) handled inside the mirror.
+
+By default a `Location` leaving the upstream is rewritten to a mirror-local URL that carries
+the target, signed with an HMAC and an expiry, so the mirror is no open relay. The mirror
+then fetches the target itself, without the client's `Authorization` (S3-style storage
+answers 400 to a request carrying the registry's token).
+"""
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import time
+import urllib.parse
+
+from mitmproxy import ctx, exceptions, http
+
+from . import errors
+from .flowinfo import REDIRECT, info
+from .router import REDIRECT_PATH
+
+TTL = 600  # seconds a signed redirect stays valid; clients follow redirects at once
+_LINK_RE = re.compile(r"<([^>]*)>")
+
+
+def _mac(key: bytes, target: str, expires: int) -> str:
+    digest = hmac.new(key, f"{expires}\n{target}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def sign(target: str, key: bytes, now: float) -> str:
+    """Mirror-local path and query that lead to `target`."""
+    expires = int(now) + TTL
+    query = urllib.parse.urlencode({"u": target, "e": expires, "s": _mac(key, target, expires)})
+    return f"{REDIRECT_PATH}?{query}"
+
+
+def verify(query: str, key: bytes, now: float) -> str:
+    """The target of a signed redirect query. Raises ValueError if forged or expired."""
+    q = dict(urllib.parse.parse_qsl(query))
+    target, expires, mac = q.get("u", ""), q.get("e", ""), q.get("s", "")
+    if not (target and expires.isdigit() and mac):
+        raise ValueError("incomplete redirect")
+    if not hmac.compare_digest(mac, _mac(key, target, int(expires))):
+        raise ValueError("bad redirect signature")
+    if int(expires) < now:
+        raise ValueError("redirect expired")
+    return target
+
+
+def rewrite_location(
+    location: str, request_url: str, upstream: str, mirror: str, key: bytes | None, now: float
+) -> str:
+    """What the client should follow instead of an upstream's `Location`.
+
+    Relative locations are resolved against the request. Locations on the upstream itself
+    point at the mirror; others become signed mirror URLs, or stay (absolute) when `key` is
+    None (redirects passed through to the client).
+    """
+    target = urllib.parse.urljoin(request_url, location)
+    if target == upstream or target.startswith(upstream + "/"):
+        return mirror + target[len(upstream) :]
+    if key is None or not target.startswith(("https://", "http://")):
+        return target
+    return mirror + sign(target, key, now)
+
+
+def rewrite_link(link: str, upstream: str, mirror: str) -> str:
+    """Point URLs of a `Link` header (tag pagination) that name the upstream at the mirror."""
+
+    def repl(m: re.Match[str]) -> str:
+        url = m[1]
+        if url == upstream or url.startswith(upstream + "/"):
+            url = mirror + url[len(upstream) :]
+        return f"<{url}>"
+
+    return _LINK_RE.sub(repl, link)
+
+
+class Redirects:
+    def __init__(self) -> None:
+        self.key = os.urandom(32)
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "regmirror_redirects",
+            str,
+            "proxy",
+            """
+            What to do with upstream redirects that leave the registry (Docker Hub sends
+            blobs to a CDN). "proxy": clients follow a signed mirror URL and the mirror
+            fetches the target for them, never sending the client's credentials there.
+            "pass": clients get the upstream's Location and must reach the target themselves.
+            """,
+            choices=("proxy", "pass"),
+        )
+        loader.add_option(
+            "regmirror_redirect_secret",
+            str,
+            "",
+            """
+            Secret that signs redirect URLs (at least 16 characters). Set the same value on
+            every instance behind one load balancer. Empty: a random secret per process.
+            """,
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "regmirror_redirect_secret" in updated:
+            secret = ctx.options.regmirror_redirect_secret
+            if secret and len(secret) < 16:
+                raise exceptions.OptionsError(
+                    "regmirror_redirect_secret must be at least 16 characters"
+                )
+            self.key = secret.encode() if secret else os.urandom(32)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        i = info(flow)
+        if flow.response or not i or i.get("op") != REDIRECT:
+            return
+        req = flow.request
+        head = req.method == "HEAD"
+        if req.method not in ("GET", "HEAD"):
+            flow.response = errors.error_response(405, errors.UNSUPPORTED, "GET or HEAD only")
+            return
+        try:
+            target = verify(req.path.partition("?")[2], self.key, time.time())
+        except ValueError as e:
+            flow.response = errors.error_response(403, errors.DENIED, str(e), head=head)
+            return
+        for h in ("Authorization", "Cookie", "Proxy-Authorization"):
+            req.headers.pop(h, None)
+        req.url = target
+        req.host_header = urllib.parse.urlsplit(target).netloc
+        i["target"] = req.host_header
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        i = info(flow)
+        resp = flow.response
+        if not resp or not i or "upstream" not in i:
+            return
+        if 300 <= resp.status_code < 400 and "Location" in resp.headers:
+            key = self.key if ctx.options.regmirror_redirects == "proxy" else None
+            resp.headers["Location"] = rewrite_location(
+                resp.headers["Location"],
+                flow.request.url,
+                i["upstream"],
+                i["mirror"],
+                key,
+                time.time(),
+            )
+        if "Link" in resp.headers:
+            resp.headers["Link"] = rewrite_link(resp.headers["Link"], i["upstream"], i["mirror"])

@@ -1,0 +1,163 @@
+"""Token auth through the mirror: upstream challenges point clients at the mirror's
+`/v2/auth`, which forwards token requests to the upstream's realm.
+
+Docker Hub answers `Bearer realm="https://auth.docker.io/token",service="registry.docker.io"`;
+clients must reach that realm through the mirror, with scopes naming the repository as the
+upstream knows it (`library/nginx`).
+"""
+
+import logging
+import urllib.parse
+from collections.abc import Callable
+
+import httpx
+from mitmproxy import ctx, http
+
+from . import errors, names
+from .challenge import Challenge, bearer_challenge, format_challenge, parse_challenges, with_realm
+from .flowinfo import FlowInfo, info, upstream_of
+from .routes import Upstream
+from .scopes import rewrite_scopes
+
+logger = logging.getLogger(__name__)
+
+TOKEN_PATH = "/v2/auth"
+API_VERSION = "Docker-Distribution-Api-Version"
+
+
+def token_url(
+    realm: str, service: str, params: list[tuple[str, str]], rename: Callable[[str], str]
+) -> str:
+    """The upstream token URL for a client's token request.
+
+    Keeps the realm's own query and every client parameter (several `scope`s, `account`,
+    `offline_token` ...), sets the upstream's `service` and renames repositories in scopes.
+    """
+    u = urllib.parse.urlsplit(realm)
+    query = [
+        (k, v) for k, v in urllib.parse.parse_qsl(u.query, keep_blank_values=True) if k != "service"
+    ]
+    if service:
+        query.append(("service", service))
+    for k, v in params:
+        if k == "scope":
+            query.extend(("scope", s) for s in rewrite_scopes([v], rename))
+        elif k != "service":
+            query.append((k, v))
+    return urllib.parse.urlunsplit(u._replace(query=urllib.parse.urlencode(query)))
+
+
+def token_form(form: list[tuple[str, str]], service: str, rename: Callable[[str], str]) -> str:
+    """The OAuth2 POST form (`grant_type=password` ...) for the upstream realm."""
+    out: list[tuple[str, str]] = []
+    for k, v in form:
+        if k == "scope":
+            out.append((k, " ".join(rewrite_scopes([v], rename))))
+        elif k == "service":
+            out.append((k, service or v))
+        else:
+            out.append((k, v))
+    return urllib.parse.urlencode(out)
+
+
+def mirror_challenge(upstream_header: str, mirror_base: str) -> tuple[Challenge, str] | None:
+    """(learned upstream challenge, header for the client) for an upstream 401.
+
+    None when the upstream uses another scheme (Basic), which passes through unchanged.
+    Raises ValueError when the challenge is missing or malformed.
+    """
+    challenges = parse_challenges(upstream_header)
+    if not any(c.is_bearer for c in challenges):
+        return None
+    learned = bearer_challenge(upstream_header)
+    if not learned.params["realm"].startswith(("https://", "http://")):
+        raise ValueError(f"realm is not an http(s) URL: {learned.params['realm'][:100]!r}")
+    return learned, format_challenge(with_realm(learned, mirror_base + TOKEN_PATH))
+
+
+def renamer(i: FlowInfo) -> Callable[[str], str]:
+    return names.with_library if i.get("dockerhub") else (lambda name: name)
+
+
+class TokenAuth:
+    def __init__(self) -> None:
+        # upstream base URL -> its Bearer challenge (realm, service)
+        self.challenges: dict[str, Challenge] = {}
+        self.client: httpx.AsyncClient | None = None
+
+    async def done(self) -> None:
+        if self.client:
+            await self.client.aclose()
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        i = info(flow)
+        if flow.response or not i or i.get("op") != names.TOKEN:
+            return
+        upstream = upstream_of(i)
+        challenge = self.challenges.get(upstream.base) or await self._probe(flow, upstream)
+        if challenge is None:
+            return
+        realm, service = challenge.params["realm"], challenge.params.get("service", "")
+        if flow.request.method == "GET":
+            flow.request.url = token_url(
+                realm, service, list(flow.request.query.items(multi=True)), renamer(i)
+            )
+        else:
+            flow.request.url = realm
+        flow.request.host_header = urllib.parse.urlsplit(flow.request.url).netloc
+        i["target"] = flow.request.host_header
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        i = info(flow)
+        if flow.response or not i or i.get("op") != names.TOKEN or flow.request.method != "POST":
+            return
+        challenge = self.challenges.get(i["upstream"])
+        service = challenge.params.get("service", "") if challenge else ""
+        form = list(flow.request.urlencoded_form.items(multi=True))
+        flow.request.text = token_form(form, service, renamer(i))
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        i = info(flow)
+        if not flow.response or not i or i.get("op") not in names.API_KINDS:
+            return
+        resp = flow.response
+        if i["op"] == names.PING and API_VERSION not in resp.headers:
+            resp.headers[API_VERSION] = "registry/2.0"
+        if resp.status_code != 401:
+            return
+        try:
+            rewritten = mirror_challenge(resp.headers.get("WWW-Authenticate", ""), i["mirror"])
+        except ValueError as e:
+            i["error"] = f"upstream {i['upstream']} sent a broken auth challenge: {e}"
+            return
+        if rewritten:
+            self.challenges[i["upstream"]], resp.headers["WWW-Authenticate"] = rewritten
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        i = info(flow)
+        if not i or "error" not in i or not flow.response or flow.response.stream:
+            return
+        flow.response = errors.error_response(
+            502, errors.UNAVAILABLE, i["error"], head=flow.request.method == "HEAD"
+        )
+
+    async def _probe(self, flow: http.HTTPFlow, upstream: Upstream) -> Challenge | None:
+        """Learn the upstream's realm from its `/v2/` challenge (once per upstream)."""
+        if self.client is None:
+            self.client = httpx.AsyncClient(
+                verify=not ctx.options.ssl_insecure,
+                timeout=ctx.options.regmirror_upstream_timeout,
+            )
+        try:
+            r = await self.client.get(upstream.base + "/v2/")
+            rewritten = mirror_challenge(r.headers.get("WWW-Authenticate", ""), "")
+            if rewritten is None:
+                raise ValueError("it does not use token auth")
+        except (httpx.HTTPError, ValueError) as e:
+            status = 504 if isinstance(e, httpx.TimeoutException) else 502
+            message = f"cannot learn the token realm of {upstream.base}: {e or type(e).__name__}"
+            logger.warning(message)
+            flow.response = errors.error_response(status, errors.UNAVAILABLE, message)
+            return None
+        self.challenges[upstream.base] = rewritten[0]
+        return rewritten[0]
