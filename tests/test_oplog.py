@@ -1,0 +1,63 @@
+import logging
+
+from mitmproxy.test import taddons
+from regmirror.oplog import OpLog, describe, human_size
+from regmirror.router import Router
+
+from tests.flowutil import respond, reverse_flow
+
+D = "sha256:" + "ab12" * 16
+
+
+def test_human_size():
+    assert human_size(0) == "0 B"
+    assert human_size(999) == "999 B"
+    assert human_size(1234) == "1.2 kB"
+    assert human_size(27_100_000) == "27.1 MB"
+    assert human_size(5 * 10**12) == "5000.0 GB"
+
+
+def test_describe():
+    assert describe(
+        "GET", {"op": "manifest", "name": "library/nginx", "reference": "1"}, [], ""
+    ) == ("pull manifest library/nginx:1")
+    assert describe("HEAD", {"op": "manifest", "name": "a/b", "reference": D}, [], "") == (
+        f"check manifest a/b@{D}"
+    )
+    assert describe("GET", {"op": "blob", "name": "a", "reference": D}, [], "") == (
+        "pull blob a@sha256:ab12ab12ab12…"
+    )
+    assert describe("GET", {"op": "token"}, ["repository:a:pull", "repository:b:pull"], "") == (
+        "token repository:a:pull repository:b:pull"
+    )
+    assert describe("GET", {"op": "redirect", "target": "cdn.example"}, [], "") == (
+        "follow redirect -> cdn.example"
+    )
+    assert describe("PUT", {"op": "rejected"}, [], "/v2/x\x00") == "reject PUT '/v2/x\\x00'"
+
+
+def test_log_line_without_secrets(caplog):
+    router, oplog = Router(), OpLog()
+    caplog.set_level(logging.INFO)
+    with taddons.context(router, oplog):
+        f = reverse_flow(
+            "GET", "/v2/nginx/manifests/1-alpine", headers={"Authorization": "Bearer SECRET"}
+        )
+        router.requestheaders(f)
+        respond(f, 200, {"Content-Length": "1234"}, b"x" * 1234)
+        oplog.response(f)
+        t = reverse_flow("GET", "/v2/auth?scope=repository:nginx:pull&account=bob")
+        t.request.headers["Authorization"] = "Basic c2VjcmV0OnNlY3JldA=="
+        router.requestheaders(t)
+        respond(t, 200, {}, b'{"token":"SECRETTOKEN"}')
+        oplog.response(t)
+        e = reverse_flow("GET", "/v2/nginx/manifests/nope")
+        router.requestheaders(e)
+        respond(e, 404, {}, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"x"}]}')
+        oplog.response(e)
+    lines = [r.getMessage() for r in caplog.records if r.name == "regmirror.oplog"]
+    assert lines[0].startswith("pull manifest library/nginx:1-alpine -> 200 1.2 kB ")
+    assert lines[0].endswith(" ms")
+    assert lines[1].startswith("token repository:nginx:pull -> 200 ")
+    assert lines[2].startswith("pull manifest library/nginx:nope -> 404 MANIFEST_UNKNOWN ")
+    assert not any("SECRET" in r.getMessage() or "c2Vj" in r.getMessage() for r in caplog.records)

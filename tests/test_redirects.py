@@ -1,0 +1,145 @@
+import json
+import urllib.parse
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons
+from regmirror.redirects import Redirects, rewrite_link, rewrite_location, sign, verify
+from regmirror.router import Router
+from regmirror.streaming import Streaming
+
+from tests.flowutil import respond, reverse_flow
+
+KEY = b"k" * 32
+UP = "https://registry-1.docker.io"
+M = "http://mirror.test:5000"
+CDN = "https://production.cloudflare.docker.com/registry-v2/docker/registry/v2/blobs/sha256/ab/x/data?X-Amz-Signature=s&X-Amz-Expires=1200"
+
+
+def test_sign_verify():
+    path = sign(CDN, KEY, now=1000)
+    assert path.startswith("/_regmirror/redirect?")
+    query = path.split("?", 1)[1]
+    assert verify(query, KEY, now=1000) == CDN
+    assert verify(query, KEY, now=1600) == CDN
+    with pytest.raises(ValueError, match="expired"):
+        verify(query, KEY, now=1601)
+    with pytest.raises(ValueError, match="signature"):
+        verify(query, b"other" * 8, now=1000)
+    forged = dict(urllib.parse.parse_qsl(query))
+    forged["u"] = "http://169.254.169.254/latest/meta-data"
+    with pytest.raises(ValueError, match="signature"):
+        verify(urllib.parse.urlencode(forged), KEY, now=1000)
+    forged = dict(urllib.parse.parse_qsl(query), e="99999999999")
+    with pytest.raises(ValueError, match="signature"):
+        verify(urllib.parse.urlencode(forged), KEY, now=1000)
+    for q in ("", "u=x", "u=x&e=1", "u=x&e=abc&s=y"):
+        with pytest.raises(ValueError):
+            verify(q, KEY, now=1000)
+
+
+def test_rewrite_location():
+    req = UP + "/v2/library/a/blobs/sha256:1"
+    # on the upstream itself, relative or absolute: back to the mirror
+    assert rewrite_location("/v2/library/a/blobs/sha256:2", req, UP, M, KEY, 0) == (
+        M + "/v2/library/a/blobs/sha256:2"
+    )
+    assert rewrite_location(UP + "/v2/x?y=1", req, UP, M, KEY, 0) == M + "/v2/x?y=1"
+    # elsewhere: a signed mirror URL, or the absolute target when passing through
+    signed = rewrite_location(CDN, req, UP, M, KEY, 0)
+    assert signed.startswith(M + "/_regmirror/redirect?")
+    assert verify(signed.split("?", 1)[1], KEY, 0) == CDN
+    assert rewrite_location(CDN, req, UP, M, None, 0) == CDN
+    assert rewrite_location("//cdn.example/b", req, UP, M, None, 0) == "https://cdn.example/b"
+    # a look-alike host is not the upstream
+    assert rewrite_location(UP + ".evil.example/x", req, UP, M, None, 0).startswith(UP + ".evil")
+
+
+def test_rewrite_link():
+    link = f'<{UP}/v2/library/a/tags/list?n=2&last=b>; rel="next"'
+    assert rewrite_link(link, UP, M) == f'<{M}/v2/library/a/tags/list?n=2&last=b>; rel="next"'
+    rel = '</v2/a/tags/list?n=2&last=b>; rel="next"'
+    assert rewrite_link(rel, UP, M) == rel
+    other = '<https://elsewhere/x>; rel="next"'
+    assert rewrite_link(other, UP, M) == other
+
+
+def blob_flow(router, method="GET"):
+    f = reverse_flow(
+        method, "/v2/nginx/blobs/sha256:" + "a" * 64, headers={"Authorization": "Bearer t"}
+    )
+    router.requestheaders(f)
+    return f
+
+
+def test_blob_redirect_round_trip():
+    router, redirects, streaming = Router(), Redirects(), Streaming()
+    with taddons.context(router, redirects, streaming):
+        for method in ("GET", "HEAD"):
+            f = blob_flow(router, method)
+            respond(f, 307, {"Location": CDN})
+            redirects.responseheaders(f)
+            location = f.response.headers["Location"]
+            assert location.startswith(M + "/_regmirror/redirect?")
+
+            # the client follows it to the mirror, with its token
+            path = location[len(M) :]
+            g = reverse_flow(method, path, headers={"Authorization": "Bearer t", "Cookie": "c=1"})
+            router.requestheaders(g)
+            redirects.requestheaders(g)
+            assert g.response is None
+            assert g.request.method == method
+            assert g.request.url == CDN
+            assert g.request.host_header == "production.cloudflare.docker.com"
+            assert "Authorization" not in g.request.headers
+            assert "Cookie" not in g.request.headers
+            respond(g, 200, {"Content-Length": "5"}, b"hello")
+            streaming.responseheaders(g)
+            assert g.response.stream is True
+
+
+def test_forged_redirect_is_403_and_not_followed():
+    router, redirects = Router(), Redirects()
+    with taddons.context(router, redirects):
+        q = urllib.parse.urlencode({"u": "http://127.0.0.1:22/", "e": "9999999999", "s": "x"})
+        g = reverse_flow("GET", "/_regmirror/redirect?" + q)
+        router.requestheaders(g)
+        redirects.requestheaders(g)
+        assert g.response.status_code == 403
+        assert json.loads(g.response.content)["errors"][0]["code"] == "DENIED"
+        assert g.request.host == "registry-1.docker.io"
+
+
+def test_pass_mode():
+    router, redirects = Router(), Redirects()
+    with taddons.context(router, redirects) as tctx:
+        tctx.configure(redirects, regmirror_redirects="pass")
+        f = blob_flow(router)
+        respond(f, 307, {"Location": CDN})
+        redirects.responseheaders(f)
+        assert f.response.headers["Location"] == CDN
+
+
+def test_secret_option():
+    redirects = Redirects()
+    with taddons.context(redirects) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="16"):
+            tctx.configure(redirects, regmirror_redirect_secret="short")
+        tctx.configure(redirects, regmirror_redirect_secret="s" * 16)
+        assert redirects.key == b"s" * 16
+        other = Redirects()
+        assert other.key != redirects.key
+
+
+def test_streaming_only_for_successful_blobs():
+    router, streaming = Router(), Streaming()
+    with taddons.context(router, streaming):
+        f = blob_flow(router)
+        respond(f, 401, {}, b"{}")
+        streaming.responseheaders(f)
+        assert not f.response.stream
+        m = reverse_flow("GET", "/v2/nginx/manifests/1")
+        router.requestheaders(m)
+        respond(m, 200, {}, b"{}")
+        streaming.responseheaders(m)
+        assert not m.response.stream

@@ -1,0 +1,161 @@
+import json
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons
+from regmirror.flowinfo import KEY
+from regmirror.router import Router
+
+from tests.flowutil import reverse_flow
+
+D = "sha256:" + "c" * 64
+
+
+def routed(router, *args, **kwargs):
+    f = reverse_flow(*args, **kwargs)
+    router.requestheaders(f)
+    return f
+
+
+def error_of(f):
+    return json.loads(f.response.content)["errors"][0]
+
+
+def test_library_inserted_for_docker_hub_keeping_query_and_method():
+    r = Router()
+    with taddons.context(r):
+        f = routed(r, "HEAD", "/v2/nginx/manifests/1-alpine?ns=docker.io")
+        assert f.response is None
+        assert f.request.method == "HEAD"
+        assert f.request.url == (
+            "https://registry-1.docker.io/v2/library/nginx/manifests/1-alpine?ns=docker.io"
+        )
+        assert f.request.host_header == "registry-1.docker.io"
+        assert f.metadata[KEY] == {
+            "mirror": "http://mirror.test:5000",
+            "upstream": "https://registry-1.docker.io",
+            "dockerhub": True,
+            "op": "manifest",
+            "name": "library/nginx",
+            "reference": "1-alpine",
+        }
+        for path in (f"/v2/nginx/blobs/{D}", "/v2/nginx/tags/list?n=10&last=a"):
+            assert routed(r, "GET", path).request.path == path.replace("/v2/", "/v2/library/")
+        assert routed(r, "GET", "/v2/bitnami/redis/tags/list").request.path == (
+            "/v2/bitnami/redis/tags/list"
+        )
+
+
+def test_no_library_for_other_upstreams():
+    r = Router()
+    with taddons.context(r):
+        f = routed(r, "GET", "/v2/nginx/manifests/1", upstream="http://127.0.0.1:5001")
+        assert f.request.url == "http://127.0.0.1:5001/v2/nginx/manifests/1"
+        assert f.request.host_header == "127.0.0.1:5001"
+
+
+def test_dockerhub_hosts_option():
+    r = Router()
+    with taddons.context(r) as tctx:
+        tctx.configure(r, regmirror_dockerhub_hosts=["127.0.0.1:5001"])
+        f = routed(r, "GET", "/v2/nginx/manifests/1", upstream="http://127.0.0.1:5001")
+        assert f.request.path == "/v2/library/nginx/manifests/1"
+
+
+def test_route_table():
+    r = Router()
+    with taddons.context(r) as tctx:
+        tctx.configure(
+            r,
+            regmirror_routes=["hub.test=https://registry-1.docker.io", "ghcr.test=https://ghcr.io"],
+        )
+        f = routed(r, "GET", "/v2/org/app/manifests/1", host="ghcr.test:5000")
+        assert f.request.url == "https://ghcr.io/v2/org/app/manifests/1"
+        f = routed(r, "GET", "/v2/org/app/manifests/1", host="unknown.test")
+        assert f.response.status_code == 404
+        err = error_of(f)
+        assert err["code"] == "NAME_UNKNOWN"
+        assert err["detail"] == [
+            "ghcr.test -> https://ghcr.io",
+            "hub.test -> https://registry-1.docker.io",
+        ]
+        with pytest.raises(exceptions.OptionsError, match="regmirror_routes"):
+            tctx.configure(r, regmirror_routes=["nonsense"])
+
+
+def test_root_redirect():
+    r = Router()
+    with taddons.context(r):
+        f = routed(r, "GET", "/")
+        assert f.response.status_code == 301
+        assert f.response.headers["Location"] == "/v2/"
+
+
+@pytest.mark.parametrize(
+    "method,path,status,code",
+    [
+        ("GET", "/v2/a/../b/manifests/1", 400, "NAME_INVALID"),
+        ("GET", "/v2/nginx/manifests/%2e%2e", 400, "TAG_INVALID"),
+        ("GET", "/v2/nginx/blobs/sha256:xyz", 400, "DIGEST_INVALID"),
+        ("GET", "/etc/passwd", 404, "UNSUPPORTED"),
+        ("PUT", "/v2/nginx/manifests/1", 405, "UNSUPPORTED"),
+        ("POST", "/v2/nginx/blobs/uploads/", 405, "UNSUPPORTED"),
+        ("DELETE", "/v2/auth", 405, "UNSUPPORTED"),
+    ],
+)
+def test_rejections_never_reach_upstream(method, path, status, code):
+    r = Router()
+    with taddons.context(r):
+        f = routed(r, method, path)
+        assert f.response.status_code == status
+        assert f.response.headers["Content-Type"].startswith("application/json")
+        assert error_of(f)["code"] == code
+        assert f.request.host == "registry-1.docker.io"  # untouched, never sent
+        assert f.metadata[KEY]["op"] == "rejected"
+
+
+def test_head_rejection_has_no_body_but_length():
+    r = Router()
+    with taddons.context(r):
+        f = routed(r, "HEAD", "/v2/Bad/manifests/1")
+        assert f.response.status_code == 400
+        assert f.response.content == b""
+        assert int(f.response.headers["Content-Length"]) > 0
+
+
+def test_bad_host_header():
+    r = Router()
+    with taddons.context(r):
+        f = routed(r, "GET", "/v2/", host='x"evil')
+        assert f.response.status_code == 400
+
+
+def test_forwarded_headers_only_when_trusted():
+    r = Router()
+    fwd = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "pub.example"}
+    with taddons.context(r) as tctx:
+        f = routed(r, "GET", "/v2/", headers=fwd)
+        assert f.metadata[KEY]["mirror"] == "http://mirror.test:5000"
+        tctx.configure(r, regmirror_trust_forwarded=True)
+        f = routed(r, "GET", "/v2/", headers=fwd)
+        assert f.metadata[KEY]["mirror"] == "https://pub.example"
+
+
+def test_token_and_redirect_paths_are_left_to_their_addons():
+    r = Router()
+    with taddons.context(r):
+        f = routed(r, "GET", "/v2/auth?scope=repository:nginx:pull")
+        assert f.response is None and f.metadata[KEY]["op"] == "token"
+        assert f.request.path == "/v2/auth?scope=repository:nginx:pull"
+        f = routed(r, "GET", "/_regmirror/redirect?u=x")
+        assert f.response is None and f.metadata[KEY]["op"] == "redirect"
+
+
+def test_other_modes_ignored():
+    from mitmproxy.test import tflow
+
+    r = Router()
+    with taddons.context(r):
+        f = tflow.tflow()
+        r.requestheaders(f)
+        assert KEY not in f.metadata and f.response is None

@@ -1,0 +1,211 @@
+import json
+import urllib.parse
+
+import pytest
+from mitmproxy.test import taddons
+from regmirror.names import with_library
+from regmirror.router import Router
+from regmirror.token_auth import TokenAuth, mirror_challenge, token_form, token_url
+from regmirror.upstream import UpstreamConnections
+
+from tests.flowutil import respond, reverse_flow
+
+HUB_CHALLENGE = 'Bearer realm="https://auth.docker.io/token",service="registry.docker.io"'
+
+
+def test_token_url_keeps_every_scope_and_param():
+    url = token_url(
+        "https://auth.example/token?client=a&service=old",
+        "registry.docker.io",
+        [
+            ("scope", "repository:nginx:pull"),
+            ("scope", "repository:library/nginx:pull"),
+            ("service", "client-sent"),
+            ("account", "bob"),
+        ],
+        with_library,
+    )
+    u = urllib.parse.urlsplit(url)
+    assert (u.scheme, u.netloc, u.path) == ("https", "auth.example", "/token")
+    assert urllib.parse.parse_qsl(u.query) == [
+        ("client", "a"),
+        ("service", "registry.docker.io"),
+        ("scope", "repository:library/nginx:pull"),
+        ("scope", "repository:library/nginx:pull"),
+        ("account", "bob"),
+    ]
+
+
+def test_token_form():
+    form = [("grant_type", "password"), ("scope", "repository:a:pull repository:b/c:push")]
+    out = urllib.parse.parse_qsl(token_form(form + [("service", "x")], "hub", with_library))
+    assert out == [
+        ("grant_type", "password"),
+        ("scope", "repository:library/a:pull repository:b/c:push"),
+        ("service", "hub"),
+    ]
+
+
+def test_mirror_challenge():
+    header = HUB_CHALLENGE + ',scope="repository:library/a:pull,push",error="insufficient_scope"'
+    learned, client = mirror_challenge(header, "https://m.example")
+    assert learned.params["realm"] == "https://auth.docker.io/token"
+    assert client == (
+        'Bearer realm="https://m.example/v2/auth",service="registry.docker.io",'
+        'scope="repository:library/a:pull,push",error="insufficient_scope"'
+    )
+    assert mirror_challenge('Basic realm="Registry"', "http://m") is None
+    for bad in ("", "Bearer", 'Bearer realm="/relative"', 'Bearer realm="x'):
+        with pytest.raises(ValueError):
+            mirror_challenge(bad, "http://m")
+
+
+def addons():
+    return Router(), TokenAuth()
+
+
+async def test_ping_challenge_rewritten_and_learned():
+    router, auth = addons()
+    with taddons.context(router, auth, UpstreamConnections()):
+        f = reverse_flow("GET", "/v2/")
+        router.requestheaders(f)
+        respond(f, 401, {"WWW-Authenticate": HUB_CHALLENGE})
+        auth.responseheaders(f)
+        auth.response(f)
+        assert f.response.status_code == 401
+        assert f.response.headers["WWW-Authenticate"] == (
+            'Bearer realm="http://mirror.test:5000/v2/auth",service="registry.docker.io"'
+        )
+        assert f.response.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
+
+        # the token request then goes to the learned realm without probing
+        t = reverse_flow("GET", "/v2/auth?service=registry.docker.io&scope=repository:nginx:pull")
+        t.request.headers["Authorization"] = "Basic dTpw"
+        router.requestheaders(t)
+        await auth.requestheaders(t)
+        assert t.response is None
+        assert t.request.url == (
+            "https://auth.docker.io/token?service=registry.docker.io"
+            "&scope=repository%3Alibrary%2Fnginx%3Apull"
+        )
+        assert t.request.host_header == "auth.docker.io"
+        assert t.request.headers["Authorization"] == "Basic dTpw"
+
+
+async def test_token_post_form():
+    router, auth = addons()
+    with taddons.context(router, auth, UpstreamConnections()):
+        f = reverse_flow("GET", "/v2/nginx/manifests/1")
+        router.requestheaders(f)
+        respond(f, 401, {"WWW-Authenticate": HUB_CHALLENGE + ',scope="repository:library/n:pull"'})
+        auth.responseheaders(f)
+        t = reverse_flow(
+            "POST",
+            "/v2/auth",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            content=b"grant_type=password&username=u&password=p&scope=repository%3Anginx%3Apull"
+            b"&service=registry.docker.io",
+        )
+        router.requestheaders(t)
+        await auth.requestheaders(t)
+        auth.request(t)
+        assert t.request.method == "POST"
+        assert t.request.url == "https://auth.docker.io/token"
+        assert dict(urllib.parse.parse_qsl(t.request.text)) == {
+            "grant_type": "password",
+            "username": "u",
+            "password": "p",
+            "scope": "repository:library/nginx:pull",
+            "service": "registry.docker.io",
+        }
+
+
+async def test_token_request_probes_once_when_realm_unknown(monkeypatch):
+    router, auth = addons()
+    calls = []
+
+    class FakeResponse:
+        headers = {"WWW-Authenticate": HUB_CHALLENGE}
+
+    async def fake_get(url):
+        calls.append(url)
+        return FakeResponse()
+
+    with taddons.context(router, auth, UpstreamConnections()):
+        for _ in range(2):
+            t = reverse_flow("GET", "/v2/auth?scope=repository:a/b:pull")
+            router.requestheaders(t)
+            auth.client = type("C", (), {"get": staticmethod(fake_get)})()
+            await auth.requestheaders(t)
+            assert t.request.host == "auth.docker.io"
+        assert calls == ["https://registry-1.docker.io/v2/"]
+        auth.client = None
+
+
+async def test_token_request_with_unreachable_upstream_is_502():
+    router, auth = addons()
+    with taddons.context(router, auth, UpstreamConnections()) as tctx:
+        tctx.options.regmirror_upstream_timeout = 2
+        t = reverse_flow("GET", "/v2/auth?scope=x", upstream="http://127.0.0.1:9")
+        router.requestheaders(t)
+        await auth.requestheaders(t)
+        assert t.response.status_code == 502
+        err = json.loads(t.response.content)["errors"][0]
+        assert err["code"] == "UNAVAILABLE"
+        assert "127.0.0.1:9" in err["message"]
+        await auth.done()
+
+
+def test_other_401s_keep_scope_and_error():
+    router, auth = addons()
+    with taddons.context(router, auth, UpstreamConnections()):
+        f = reverse_flow("GET", "/v2/nginx/manifests/1")
+        router.requestheaders(f)
+        upstream = (
+            HUB_CHALLENGE + ',scope="repository:library/nginx:pull",error="insufficient_scope"'
+        )
+        respond(f, 401, {"WWW-Authenticate": upstream})
+        auth.responseheaders(f)
+        assert f.response.headers["WWW-Authenticate"] == (
+            'Bearer realm="http://mirror.test:5000/v2/auth",service="registry.docker.io",'
+            'scope="repository:library/nginx:pull",error="insufficient_scope"'
+        )
+        assert "Docker-Distribution-Api-Version" not in f.response.headers
+
+
+@pytest.mark.parametrize("header", [None, 'Bearer realm="broken', "Bearer service=x"])
+def test_broken_challenge_is_502(header):
+    router, auth = addons()
+    with taddons.context(router, auth, UpstreamConnections()):
+        f = reverse_flow("GET", "/v2/nginx/manifests/1")
+        router.requestheaders(f)
+        respond(f, 401, {"WWW-Authenticate": header} if header else {}, b"{}")
+        auth.responseheaders(f)
+        auth.response(f)
+        assert f.response.status_code == 502
+        assert json.loads(f.response.content)["errors"][0]["code"] == "UNAVAILABLE"
+
+
+def test_basic_challenge_passes_through():
+    router, auth = addons()
+    with taddons.context(router, auth, UpstreamConnections()):
+        f = reverse_flow("GET", "/v2/")
+        router.requestheaders(f)
+        respond(f, 401, {"WWW-Authenticate": 'Basic realm="r"'})
+        auth.responseheaders(f)
+        auth.response(f)
+        assert f.response.status_code == 401
+        assert f.response.headers["WWW-Authenticate"] == 'Basic realm="r"'
+
+
+def test_token_answer_returned_unchanged():
+    router, auth = addons()
+    with taddons.context(router, auth, UpstreamConnections()):
+        t = reverse_flow("GET", "/v2/auth?scope=x")
+        router.requestheaders(t)
+        respond(t, 401, {"WWW-Authenticate": "Basic"}, b'{"details":"incorrect username"}')
+        auth.responseheaders(t)
+        auth.response(t)
+        assert t.response.status_code == 401
+        assert t.response.headers["WWW-Authenticate"] == "Basic"
+        assert t.response.content == b'{"details":"incorrect username"}'

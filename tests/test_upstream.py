@@ -1,0 +1,92 @@
+import asyncio
+import json
+
+import pytest
+from mitmproxy import connection, exceptions
+from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.proxy import server_hooks
+from mitmproxy.proxy.layers.http import _http1, _http2
+from mitmproxy.test import taddons, tflow
+from regmirror import upstream
+from regmirror.upstream import UpstreamConnections, error_page
+
+
+def test_required_settings_are_turned_on():
+    u = UpstreamConnections()
+    with taddons.context(Proxyserver(), u) as tctx:
+        tctx.configure(u)  # as at start-up
+        assert tctx.options.keep_host_header is True
+        assert tctx.options.connection_strategy == "lazy"
+        assert tctx.options.stream_large_bodies == "1m"
+        tctx.options.update(keep_host_header=False, stream_large_bodies="5m")
+        assert tctx.options.keep_host_header is True
+        assert tctx.options.stream_large_bodies == "5m"  # the user's own size is kept
+        with pytest.raises(exceptions.OptionsError):
+            tctx.configure(u, regmirror_upstream_timeout=0)
+
+
+def test_error_pages_are_registry_errors():
+    status, body = error_page(502, "Cannot connect to x: refused")
+    assert status == 502
+    assert json.loads(body)["errors"][0] == {
+        "code": "UNAVAILABLE",
+        "message": "Bad Gateway: Cannot connect to x: refused",
+    }
+    assert error_page(502, "connection to x:1 timed out after 3 s")[0] == 504
+    assert error_page(400, "bad request line")[0] == 400
+    with taddons.context(UpstreamConnections()):
+        raw = _http1.make_error_response(502, "upstream gone")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 502 Bad Gateway")
+        assert b"application/json" in head
+        assert json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+        assert json.loads(_http2.format_error(502, "x"))["errors"][0]["code"] == "UNAVAILABLE"
+
+
+def hook_data(host: str, port: int) -> server_hooks.ServerConnectionHookData:
+    server = connection.Server(address=(host, port))
+    return server_hooks.ServerConnectionHookData(server, tflow.tclient_conn())
+
+
+async def test_sni_and_reachability(monkeypatch):
+    u = UpstreamConnections()
+    opened = []
+
+    async def fake_open(host, port):
+        opened.append((host, port))
+
+        class W:
+            def close(self):
+                pass
+
+        return None, W()
+
+    monkeypatch.setattr(asyncio, "open_connection", fake_open)
+    with taddons.context(u):
+        d = hook_data("registry-1.docker.io", 443)
+        d.server.sni = "mirror.example"
+        await u.server_connect(d)
+        assert d.server.sni == "registry-1.docker.io"
+        assert d.server.error is None
+        d = hook_data("127.0.0.1", 5000)
+        await u.server_connect(d)
+        assert d.server.sni is None
+        await u.server_connect(hook_data("registry-1.docker.io", 443))
+        assert opened == [("registry-1.docker.io", 443), ("127.0.0.1", 5000)]  # cached
+
+
+async def test_connect_timeout_and_refusal(monkeypatch):
+    u = UpstreamConnections()
+
+    async def never(host, port):
+        await asyncio.sleep(60)
+
+    with taddons.context(u) as tctx:
+        tctx.configure(u, regmirror_upstream_timeout=0.05)
+        d = hook_data("127.0.0.1", 9)
+        await u.server_connect(d)  # nothing listens on the discard port
+        assert d.server.error.startswith("cannot connect to 127.0.0.1:9")
+        monkeypatch.setattr(upstream.asyncio, "open_connection", never)
+        d = hook_data("blackhole.example", 443)
+        await u.server_connect(d)
+        assert d.server.error == "connection to blackhole.example:443 timed out after 0.05 s"
