@@ -4,7 +4,14 @@ import urllib.parse
 import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
-from regmirror.redirects import Redirects, rewrite_link, rewrite_location, sign, verify
+from regmirror.redirects import (
+    Redirects,
+    client_url,
+    rewrite_link,
+    rewrite_location,
+    sign,
+    verify,
+)
 from regmirror.router import Router
 from regmirror.streaming import Streaming
 
@@ -38,30 +45,52 @@ def test_sign_verify():
             verify(q, KEY, now=1000)
 
 
+def to_mirror(path: str) -> str:
+    return M + path
+
+
 def test_rewrite_location():
     req = UP + "/v2/library/a/blobs/sha256:1"
-    # on the upstream itself, relative or absolute: back to the mirror
-    assert rewrite_location("/v2/library/a/blobs/sha256:2", req, UP, M, KEY, 0) == (
+    # API paths on the upstream itself, relative or absolute: back to the mirror
+    assert rewrite_location("/v2/library/a/blobs/sha256:2", req, UP, to_mirror, M, KEY, 0) == (
         M + "/v2/library/a/blobs/sha256:2"
     )
-    assert rewrite_location(UP + "/v2/x?y=1", req, UP, M, KEY, 0) == M + "/v2/x?y=1"
+    assert rewrite_location(UP + "/v2/x?y=1", req, UP, to_mirror, M, KEY, 0) == M + "/v2/x?y=1"
     # elsewhere: a signed mirror URL, or the absolute target when passing through
-    signed = rewrite_location(CDN, req, UP, M, KEY, 0)
+    signed = rewrite_location(CDN, req, UP, to_mirror, M, KEY, 0)
     assert signed.startswith(M + "/_regmirror/redirect?")
     assert verify(signed.split("?", 1)[1], KEY, 0) == CDN
-    assert rewrite_location(CDN, req, UP, M, None, 0) == CDN
-    assert rewrite_location("//cdn.example/b", req, UP, M, None, 0) == "https://cdn.example/b"
-    # a look-alike host is not the upstream
-    assert rewrite_location(UP + ".evil.example/x", req, UP, M, None, 0).startswith(UP + ".evil")
+    assert rewrite_location(CDN, req, UP, to_mirror, M, None, 0) == CDN
+    rel = rewrite_location("//cdn.example/b", req, UP, to_mirror, M, None, 0)
+    assert rel == "https://cdn.example/b"
+    # the upstream outside its API, and a look-alike host, are not the mirror's to serve
+    assert rewrite_location("/storage/x", req, UP, to_mirror, M, KEY, 0).startswith(
+        M + "/_regmirror/redirect?"
+    )
+    evil = rewrite_location(UP + ".evil.example/v2/x", req, UP, to_mirror, M, None, 0)
+    assert evil.startswith(UP + ".evil")
 
 
 def test_rewrite_link():
     link = f'<{UP}/v2/library/a/tags/list?n=2&last=b>; rel="next"'
-    assert rewrite_link(link, UP, M) == f'<{M}/v2/library/a/tags/list?n=2&last=b>; rel="next"'
+    assert rewrite_link(link, UP, to_mirror) == (
+        f'<{M}/v2/library/a/tags/list?n=2&last=b>; rel="next"'
+    )
     rel = '</v2/a/tags/list?n=2&last=b>; rel="next"'
-    assert rewrite_link(rel, UP, M) == rel
+    assert rewrite_link(rel, UP, to_mirror) == rel
     other = '<https://elsewhere/x>; rel="next"'
-    assert rewrite_link(other, UP, M) == other
+    assert rewrite_link(other, UP, to_mirror) == other
+
+
+def test_client_url_keeps_the_clients_style():
+    base = {"mirror": M, "registry": "ghcr.io"}
+    path = "/v2/org/app/tags/list?n=1"
+    assert client_url({**base, "style": "host"})(path) == M + path
+    assert client_url({**base, "style": "path", "prefix": "ghcr.io"})(path) == (
+        M + "/v2/ghcr.io/org/app/tags/list?n=1"
+    )
+    assert client_url({**base, "style": "ns"})(path) == M + path + "&ns=ghcr.io"
+    assert client_url({**base, "style": "ns"})("/v2/a/blobs/x") == M + "/v2/a/blobs/x?ns=ghcr.io"
 
 
 def blob_flow(router, method="GET"):

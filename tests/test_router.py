@@ -33,8 +33,9 @@ def test_library_inserted_for_docker_hub_keeping_query_and_method():
         assert f.request.host_header == "registry-1.docker.io"
         assert f.metadata[KEY] == {
             "mirror": "http://mirror.test:5000",
+            "registry": "docker.io",
             "upstream": "https://registry-1.docker.io",
-            "dockerhub": True,
+            "style": "ns",
             "op": "manifest",
             "name": "library/nginx",
             "reference": "1-alpine",
@@ -75,9 +76,9 @@ def test_route_table():
         assert f.response.status_code == 404
         err = error_of(f)
         assert err["code"] == "NAME_UNKNOWN"
-        assert err["detail"] == [
-            "ghcr.test -> https://ghcr.io",
-            "hub.test -> https://registry-1.docker.io",
+        assert err["detail"][:2] == [
+            "ghcr.test -> ghcr.io (https://ghcr.io)",
+            "hub.test -> registry-1.docker.io (https://registry-1.docker.io)",
         ]
         with pytest.raises(exceptions.OptionsError, match="regmirror_routes"):
             tctx.configure(r, regmirror_routes=["nonsense"])

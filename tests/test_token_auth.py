@@ -48,7 +48,7 @@ def test_token_form():
 
 def test_mirror_challenge():
     header = HUB_CHALLENGE + ',scope="repository:library/a:pull,push",error="insufficient_scope"'
-    learned, client = mirror_challenge(header, "https://m.example")
+    learned, client = mirror_challenge(header, "https://m.example/v2/auth")
     assert learned.params["realm"] == "https://auth.docker.io/token"
     assert client == (
         'Bearer realm="https://m.example/v2/auth",service="registry.docker.io",'
@@ -61,7 +61,8 @@ def test_mirror_challenge():
 
 
 def addons():
-    return Router(), TokenAuth()
+    router = Router()
+    return router, TokenAuth(router)
 
 
 async def test_ping_challenge_rewritten_and_learned():

@@ -10,4 +10,5 @@ from .upstream import UpstreamConnections
 
 def mirror_addons() -> list[object]:
     # Router first: it classifies every flow for the others.
-    return [UpstreamConnections(), Router(), TokenAuth(), Redirects(), Streaming(), OpLog()]
+    router = Router()
+    return [UpstreamConnections(), router, TokenAuth(router), Redirects(), Streaming(), OpLog()]

@@ -5,8 +5,6 @@ from typing import TypedDict
 
 from mitmproxy import http
 
-from .routes import Upstream, parse_upstream
-
 KEY = "regmirror"
 
 # Operations of the mirror itself, beside the registry API's (names.PING ...).
@@ -20,15 +18,14 @@ class FlowInfo(TypedDict, total=False):
     name: str  # repository name as the upstream knows it (`library/nginx`)
     reference: str  # tag or digest
     mirror: str  # the mirror's base URL as the client used it
+    registry: str  # the registry's key (`docker.io`, `ghcr.io`)
     upstream: str  # the upstream registry's base URL
-    dockerhub: bool
+    style: str  # how the client addressed the registry: resolve.HOST, PATH or NS
+    prefix: str  # the path prefix the client used (PATH style)
     target: str  # host of a token realm or a followed redirect
     error: str  # why the mirror replaces the upstream's answer with a 502
+    client: str  # the user the mirror authenticated (client auth)
 
 
 def info(flow: http.HTTPFlow) -> FlowInfo | None:
     return flow.metadata.get(KEY)
-
-
-def upstream_of(i: FlowInfo) -> Upstream:
-    return parse_upstream(i["upstream"])._replace(dockerhub=i.get("dockerhub", False))

@@ -13,11 +13,13 @@ import os
 import re
 import time
 import urllib.parse
+from collections.abc import Callable
 
 from mitmproxy import ctx, exceptions, http
 
 from . import errors
-from .flowinfo import REDIRECT, info
+from .flowinfo import REDIRECT, FlowInfo, info
+from .resolve import HOST, client_path
 from .router import REDIRECT_PATH
 
 TTL = 600  # seconds a signed redirect stays valid; clients follow redirects at once
@@ -50,32 +52,50 @@ def verify(query: str, key: bytes, now: float) -> str:
 
 
 def rewrite_location(
-    location: str, request_url: str, upstream: str, mirror: str, key: bytes | None, now: float
+    location: str,
+    request_url: str,
+    upstream: str,
+    to_client: Callable[[str], str],
+    mirror: str,
+    key: bytes | None,
+    now: float,
 ) -> str:
     """What the client should follow instead of an upstream's `Location`.
 
-    Relative locations are resolved against the request. Locations on the upstream itself
-    point at the mirror; others become signed mirror URLs, or stay (absolute) when `key` is
-    None (redirects passed through to the client).
+    Relative locations are resolved against the request. API paths on the upstream itself
+    become the mirror's (`to_client` maps an upstream `/v2/...` path to the client's URL);
+    others become signed mirror URLs, or stay (absolute) when `key` is None (redirects
+    passed through to the client).
     """
     target = urllib.parse.urljoin(request_url, location)
-    if target == upstream or target.startswith(upstream + "/"):
-        return mirror + target[len(upstream) :]
+    if target.startswith(upstream + "/v2/"):
+        return to_client(target[len(upstream) :])
     if key is None or not target.startswith(("https://", "http://")):
         return target
     return mirror + sign(target, key, now)
 
 
-def rewrite_link(link: str, upstream: str, mirror: str) -> str:
-    """Point URLs of a `Link` header (tag pagination) that name the upstream at the mirror."""
+def rewrite_link(link: str, upstream: str, to_client: Callable[[str], str]) -> str:
+    """Point URLs of a `Link` header (tag pagination) that name the upstream at the mirror.
+    Relative ones (`</v2/...>`) are left alone."""
 
     def repl(m: re.Match[str]) -> str:
         url = m[1]
-        if url == upstream or url.startswith(upstream + "/"):
-            url = mirror + url[len(upstream) :]
+        if url.startswith(upstream + "/v2/"):
+            url = to_client(url[len(upstream) :])
         return f"<{url}>"
 
     return _LINK_RE.sub(repl, link)
+
+
+def client_url(i: FlowInfo) -> Callable[[str], str]:
+    """Upstream `/v2/...` path -> the mirror URL in the style the client used."""
+
+    def to_client(path: str) -> str:
+        style, key = i.get("style", HOST), i.get("registry", "")
+        return i["mirror"] + client_path(style, i.get("prefix", ""), key, path)
+
+    return to_client
 
 
 class Redirects:
@@ -139,15 +159,17 @@ class Redirects:
         resp = flow.response
         if not resp or not i or "upstream" not in i:
             return
+        to_client = client_url(i)
         if 300 <= resp.status_code < 400 and "Location" in resp.headers:
             key = self.key if ctx.options.regmirror_redirects == "proxy" else None
             resp.headers["Location"] = rewrite_location(
                 resp.headers["Location"],
                 flow.request.url,
                 i["upstream"],
+                to_client,
                 i["mirror"],
                 key,
                 time.time(),
             )
         if "Link" in resp.headers:
-            resp.headers["Link"] = rewrite_link(resp.headers["Link"], i["upstream"], i["mirror"])
+            resp.headers["Link"] = rewrite_link(resp.headers["Link"], i["upstream"], to_client)

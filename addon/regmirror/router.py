@@ -1,37 +1,60 @@
-"""Route client requests to the upstream registry: host table, Docker Hub's `library/`,
-validation of registry API paths, and the mirror's own answers for what it refuses."""
+"""Route client requests to upstream registries: the route table (options and config
+file), Docker Hub's `library/`, validation of registry API paths, allow and deny lists,
+and the mirror's own answers for what it refuses."""
 
+import asyncio
 import logging
+import os
 from collections.abc import Sequence
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import command, ctx, exceptions, http
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from . import errors, names
+from .catalog import Registry
+from .config import Config, ConfigError, load_config
 from .flowinfo import KEY, REDIRECT, REJECTED, ROOT, FlowInfo
-from .routes import DOCKER_HUB_HOSTS, Upstream, lookup, mirror_base, parse_route, parse_upstream
+from .resolve import HOST, NoRoute, Route, Table
+from .routes import DOCKER_HUB_HOSTS, Upstream, mirror_base, parse_route, parse_upstream
 
 logger = logging.getLogger(__name__)
 
 REDIRECT_PATH = "/_regmirror/redirect"
+TOKEN_PREFIX = "/v2/auth/"
+CONFIG_POLL = 2.0  # seconds between checks of the config file for changes
 
 _READ_METHODS = ("GET", "HEAD")
 
 
-def reverse_upstream(flow: http.HTTPFlow, dockerhub_hosts: Sequence[str]) -> Upstream | None:
-    """The upstream given by `--mode reverse:URL`, or None for other modes."""
+def reverse_registry(flow: http.HTTPFlow, dockerhub_hosts: Sequence[str]) -> Registry | None:
+    """The registry given by `--mode reverse:URL`, or None for other modes."""
     mode = flow.client_conn.proxy_mode
     if not isinstance(mode, ReverseMode) or mode.scheme not in ("http", "https"):
         return None
     host, port = mode.address
-    return parse_upstream(f"{mode.scheme}://{host}:{port}", dockerhub_hosts)
+    upstream = parse_upstream(f"{mode.scheme}://{host}:{port}", dockerhub_hosts)
+    return Registry(upstream.hostport, upstream)
 
 
 class Router:
     def __init__(self) -> None:
-        self.routes: dict[str, Upstream] = {}
+        self.config = Config()
+        self.routes: dict[str, Registry] = {}
+        self.config_mtime = 0.0
+        self._tables: dict[Registry | None, Table] = {}
+        self._watch: asyncio.Task | None = None
 
     def load(self, loader) -> None:
+        loader.add_option(
+            "regmirror_config",
+            str,
+            "",
+            """
+            Path of the mirror's TOML configuration (registries, host map, subdomain domain,
+            credentials, allow/deny lists, client authentication); see
+            regmirror.example.toml. Changes to the file apply without a restart.
+            """,
+        )
         loader.add_option(
             "regmirror_routes",
             Sequence[str],
@@ -39,8 +62,8 @@ class Router:
             """
             Client-facing host to upstream registry, as HOST=URL, e.g.
             "hub.mirror.example=https://registry-1.docker.io". Repeat for several
-            registries. Empty: every request goes to the upstream of --mode reverse:URL.
-            When set, a host not listed gets 404 with the list of routes.
+            registries. When set, a host that nothing routes gets 404 with the list of
+            routes instead of going to the upstream of --mode reverse:URL.
             """,
         )
         loader.add_option(
@@ -65,37 +88,88 @@ class Router:
 
     def configure(self, updated: set[str]) -> None:
         if "regmirror_routes" in updated or "regmirror_dockerhub_hosts" in updated:
-            routes: dict[str, Upstream] = {}
+            routes: dict[str, Registry] = {}
             for spec in ctx.options.regmirror_routes:
                 try:
                     host, upstream = parse_route(spec, ctx.options.regmirror_dockerhub_hosts)
                 except ValueError as e:
                     raise exceptions.OptionsError(f"regmirror_routes: {e}") from e
-                routes[host] = upstream
+                routes[host] = Registry(upstream.hostport, upstream)
             self.routes = routes
+            self._tables.clear()
+        if "regmirror_config" in updated:
+            self.config = self._load_config()
+            self._tables.clear()
+
+    def running(self) -> None:
+        self._watch = asyncio.create_task(self._watch_config())
+
+    def done(self) -> None:
+        if self._watch:
+            self._watch.cancel()
+
+    @command.command("regmirror.reload")
+    def reload(self) -> None:
+        """Read the mirror's configuration file again."""
+        try:
+            self.config = self._load_config()
+        except exceptions.OptionsError as e:
+            logger.error("%s; keeping the previous configuration", e)
+        else:
+            self._tables.clear()
+            logger.info("regmirror: configuration reloaded")
+
+    def _load_config(self) -> Config:
+        path = ctx.options.regmirror_config
+        if not path:
+            return Config()
+        try:
+            self.config_mtime = os.stat(path).st_mtime
+            return load_config(path)
+        except (OSError, ConfigError) as e:
+            raise exceptions.OptionsError(f"regmirror_config: {e}") from e
+
+    async def _watch_config(self) -> None:
+        while True:
+            await asyncio.sleep(CONFIG_POLL)
+            path = ctx.options.regmirror_config
+            try:
+                changed = bool(path) and os.stat(path).st_mtime != self.config_mtime
+            except OSError:
+                changed = False
+            if changed:
+                self.reload()
+
+    def table(self, flow: http.HTTPFlow) -> Table | None:
+        """The route table for the flow's listener; None outside reverse mode."""
+        fallback = reverse_registry(flow, ctx.options.regmirror_dockerhub_hosts)
+        if fallback is None:
+            return None
+        if fallback not in self._tables:
+            default = None if self.routes else fallback
+            self._tables[fallback] = Table(self.config, self.routes, default)
+        return self._tables[fallback]
+
+    def registry(self, flow: http.HTTPFlow, key: str) -> Registry:
+        """The registry a routed flow goes to."""
+        table = self.table(flow)
+        assert table is not None
+        return table.registries[key]
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
-        default = reverse_upstream(flow, ctx.options.regmirror_dockerhub_hosts)
-        if default is None:
+        table = self.table(flow)
+        if table is None:
             return
         req = flow.request
         try:
             base = mirror_base(
-                flow.client_conn.tls_established,
-                req.host_header or "",
-                *self._forwarded(req),
+                flow.client_conn.tls_established, req.host_header or "", *self._forwarded(req)
             )
         except ValueError as e:
-            return self._reject(flow, 400, errors.UNSUPPORTED, str(e))
-        upstream = lookup(self.routes, base.split("://", 1)[1]) if self.routes else default
-        if upstream is None:
-            listing = [f"{h} -> {u.base}" for h, u in sorted(self.routes.items())]
-            return self._reject(
-                flow, 404, errors.NAME_UNKNOWN, f"no route for host {req.host_header}", listing
-            )
-        info = FlowInfo(mirror=base, upstream=upstream.base, dockerhub=upstream.dockerhub)
+            return reject(flow, 400, errors.UNSUPPORTED, str(e))
+        info = FlowInfo(mirror=base)
         flow.metadata[KEY] = info
         path = req.path.split("?", 1)[0]
         if path == "/":
@@ -106,39 +180,58 @@ class Router:
             info["op"] = REDIRECT
             return
         try:
-            api = names.parse_api_path(path)
+            if path.startswith(TOKEN_PREFIX):
+                api, route = names.ApiPath(names.TOKEN), self._token_route(table, path)
+            else:
+                api = names.parse_api_path(path)
+                if api is None:
+                    return reject(flow, 404, errors.UNSUPPORTED, f"unknown endpoint {path[:200]}")
+                route = table.resolve(base.split("://")[1], api.name, req.query.get("ns", ""))
         except names.InvalidRequest as e:
-            return self._reject(flow, 400, e.code, str(e))
-        if api is None:
-            return self._reject(flow, 404, errors.UNSUPPORTED, f"unknown endpoint {path[:200]}")
-        info["op"] = api.kind
+            return reject(flow, 400, e.code, str(e))
+        except NoRoute as e:
+            return reject(flow, 404, errors.NAME_UNKNOWN, str(e), table.listing())
+        upstream = route.registry.upstream
+        info.update(
+            op=api.kind, registry=route.registry.key, upstream=upstream.base, style=route.style
+        )
+        if route.prefix:
+            info["prefix"] = route.prefix
+        if route.name:
+            info["name"], info["reference"] = route.name, api.reference
         if api.kind == names.TOKEN:
             if req.method not in ("GET", "POST"):
-                return self._reject(flow, 405, errors.UNSUPPORTED, "token endpoint: GET or POST")
+                return reject(flow, 405, errors.UNSUPPORTED, "token endpoint: GET or POST")
             return
         if api.kind == names.UPLOAD or req.method not in _READ_METHODS:
-            return self._reject(flow, 405, errors.UNSUPPORTED, "this mirror is read-only")
-        name = names.with_library(api.name) if upstream.dockerhub else api.name
-        if api.name:
-            info["name"], info["reference"] = name, api.reference
-        if name != api.name:
-            prefix = f"/v2/{api.name}/"
-            req.path = f"/v2/{name}/" + req.path[len(prefix) :]
+            return reject(flow, 405, errors.UNSUPPORTED, "this mirror is read-only")
+        if route.name and not route.registry.allows(route.name):
+            return reject(flow, 403, errors.DENIED, f"{route.name} is not served by this mirror")
+        if route.name != api.name:
+            req.path = f"/v2/{route.name}/" + req.path[len(f"/v2/{api.name}/") :]
         route_to(req, upstream)
+
+    @staticmethod
+    def _token_route(table: Table, path: str) -> Route:
+        key = path[len(TOKEN_PREFIX) :]
+        if key not in table.names:
+            raise NoRoute(f"unknown registry {key[:100]!r}")
+        return Route(table.names[key], HOST, "")
 
     def _forwarded(self, req: http.Request) -> tuple[str | None, str | None]:
         if not ctx.options.regmirror_trust_forwarded:
             return None, None
         return req.headers.get("X-Forwarded-Proto"), req.headers.get("X-Forwarded-Host")
 
-    @staticmethod
-    def _reject(
-        flow: http.HTTPFlow, status: int, code: str, message: str, detail: object = None
-    ) -> None:
-        flow.metadata.setdefault(KEY, FlowInfo())["op"] = REJECTED
-        flow.response = errors.error_response(
-            status, code, message, detail, head=flow.request.method == "HEAD"
-        )
+
+def reject(
+    flow: http.HTTPFlow, status: int, code: str, message: str, detail: object = None
+) -> None:
+    """Answer with a registry error instead of asking the upstream."""
+    flow.metadata.setdefault(KEY, FlowInfo())["op"] = REJECTED
+    flow.response = errors.error_response(
+        status, code, message, detail, head=flow.request.method == "HEAD"
+    )
 
 
 def route_to(req: http.Request, upstream: Upstream) -> None:

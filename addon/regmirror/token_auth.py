@@ -6,6 +6,7 @@ clients must reach that realm through the mirror, with scopes naming the reposit
 upstream knows it (`library/nginx`).
 """
 
+import base64
 import logging
 import urllib.parse
 from collections.abc import Callable
@@ -14,14 +15,16 @@ import httpx
 from mitmproxy import ctx, http
 
 from . import errors, names
+from .catalog import Registry
 from .challenge import Challenge, bearer_challenge, format_challenge, parse_challenges, with_realm
-from .flowinfo import FlowInfo, info, upstream_of
+from .flowinfo import info
+from .resolve import realm_path, strip_prefix
+from .router import Router
 from .routes import Upstream
 from .scopes import rewrite_scopes
 
 logger = logging.getLogger(__name__)
 
-TOKEN_PATH = "/v2/auth"
 API_VERSION = "Docker-Distribution-Api-Version"
 
 
@@ -60,8 +63,8 @@ def token_form(form: list[tuple[str, str]], service: str, rename: Callable[[str]
     return urllib.parse.urlencode(out)
 
 
-def mirror_challenge(upstream_header: str, mirror_base: str) -> tuple[Challenge, str] | None:
-    """(learned upstream challenge, header for the client) for an upstream 401.
+def mirror_challenge(upstream_header: str, realm: str) -> tuple[Challenge, str] | None:
+    """(learned upstream challenge, header for the client with `realm`) for an upstream 401.
 
     None when the upstream uses another scheme (Basic), which passes through unchanged.
     Raises ValueError when the challenge is missing or malformed.
@@ -72,15 +75,23 @@ def mirror_challenge(upstream_header: str, mirror_base: str) -> tuple[Challenge,
     learned = bearer_challenge(upstream_header)
     if not learned.params["realm"].startswith(("https://", "http://")):
         raise ValueError(f"realm is not an http(s) URL: {learned.params['realm'][:100]!r}")
-    return learned, format_challenge(with_realm(learned, mirror_base + TOKEN_PATH))
+    return learned, format_challenge(with_realm(learned, realm))
 
 
-def renamer(i: FlowInfo) -> Callable[[str], str]:
-    return names.with_library if i.get("dockerhub") else (lambda name: name)
+def renamer(registry: Registry) -> Callable[[str], str]:
+    """Client names in scopes -> the upstream's (`docker.io/nginx` -> `library/nginx`)."""
+    if registry.dockerhub:
+        return lambda name: names.with_library(strip_prefix(name, registry))
+    return lambda name: strip_prefix(name, registry)
+
+
+def basic_auth(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
 class TokenAuth:
-    def __init__(self) -> None:
+    def __init__(self, router: Router) -> None:
+        self.router = router
         # upstream base URL -> its Bearer challenge (realm, service)
         self.challenges: dict[str, Challenge] = {}
         self.client: httpx.AsyncClient | None = None
@@ -93,19 +104,23 @@ class TokenAuth:
         i = info(flow)
         if flow.response or not i or i.get("op") != names.TOKEN:
             return
-        upstream = upstream_of(i)
+        registry = self.router.registry(flow, i["registry"])
+        upstream = registry.upstream
         challenge = self.challenges.get(upstream.base) or await self._probe(flow, upstream)
         if challenge is None:
             return
         realm, service = challenge.params["realm"], challenge.params.get("service", "")
-        if flow.request.method == "GET":
-            flow.request.url = token_url(
-                realm, service, list(flow.request.query.items(multi=True)), renamer(i)
-            )
+        req = flow.request
+        if req.method == "GET":
+            params = list(req.query.items(multi=True))
+            req.url = token_url(realm, service, params, renamer(registry))
         else:
-            flow.request.url = realm
-        flow.request.host_header = urllib.parse.urlsplit(flow.request.url).netloc
-        i["target"] = flow.request.host_header
+            req.url = realm
+        req.host_header = urllib.parse.urlsplit(req.url).netloc
+        i["target"] = req.host_header
+        # The client's own credentials (docker login) win over the route's.
+        if registry.credentials and "Authorization" not in req.headers:
+            req.headers["Authorization"] = basic_auth(*registry.credentials)
 
     def request(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
@@ -114,7 +129,8 @@ class TokenAuth:
         challenge = self.challenges.get(i["upstream"])
         service = challenge.params.get("service", "") if challenge else ""
         form = list(flow.request.urlencoded_form.items(multi=True))
-        flow.request.text = token_form(form, service, renamer(i))
+        registry = self.router.registry(flow, i["registry"])
+        flow.request.text = token_form(form, service, renamer(registry))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
@@ -125,8 +141,9 @@ class TokenAuth:
             resp.headers[API_VERSION] = "registry/2.0"
         if resp.status_code != 401:
             return
+        realm = i["mirror"] + realm_path(i["style"], i["registry"])
         try:
-            rewritten = mirror_challenge(resp.headers.get("WWW-Authenticate", ""), i["mirror"])
+            rewritten = mirror_challenge(resp.headers.get("WWW-Authenticate", ""), realm)
         except ValueError as e:
             i["error"] = f"upstream {i['upstream']} sent a broken auth challenge: {e}"
             return

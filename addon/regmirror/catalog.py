@@ -1,0 +1,68 @@
+"""Well-known upstream registries, and what a registry entry of the mirror holds."""
+
+import fnmatch
+from dataclasses import dataclass, field
+
+from .routes import Upstream, parse_upstream
+
+
+@dataclass(frozen=True)
+class Registry:
+    """An upstream registry the mirror serves.
+
+    `key` is the name clients use for it (`ghcr.io`): in path prefixes (`/v2/ghcr.io/...`),
+    containerd's `?ns=ghcr.io`, and image references.
+    """
+
+    key: str
+    upstream: Upstream
+    subdomain: str = ""  # ghcr -> ghcr.<domain>
+    aliases: tuple[str, ...] = ()  # other names of the same registry (index.docker.io)
+    username: str = ""
+    password: str = field(default="", repr=False)
+    allow: tuple[str, ...] = ()  # repository globs; empty: everything
+    deny: tuple[str, ...] = ()
+
+    @property
+    def dockerhub(self) -> bool:
+        return self.upstream.dockerhub
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        return (self.username, self.password) if self.username else None
+
+    def allows(self, name: str) -> bool:
+        """Whether the repository (as the upstream names it) may be pulled through the mirror."""
+        if any(fnmatch.fnmatchcase(name, g) for g in self.deny):
+            return False
+        return not self.allow or any(fnmatch.fnmatchcase(name, g) for g in self.allow)
+
+
+def _entry(key: str, url: str, subdomain: str, *aliases: str, hub: bool = False) -> Registry:
+    upstream = parse_upstream(url, [key] if hub else [])._replace(dockerhub=hub)
+    return Registry(key, upstream, subdomain, aliases)
+
+
+# Registries every mirror knows. Only Docker Hub keeps official images under `library/`.
+CATALOG: dict[str, Registry] = {
+    r.key: r
+    for r in (
+        _entry(
+            "docker.io",
+            "https://registry-1.docker.io",
+            "docker",
+            "registry-1.docker.io",
+            "index.docker.io",
+            hub=True,
+        ),
+        _entry("quay.io", "https://quay.io", "quay"),
+        _entry("gcr.io", "https://gcr.io", "gcr"),
+        _entry("k8s.gcr.io", "https://k8s.gcr.io", "k8s-gcr"),
+        _entry("registry.k8s.io", "https://registry.k8s.io", "k8s"),
+        _entry("ghcr.io", "https://ghcr.io", "ghcr"),
+        _entry("public.ecr.aws", "https://public.ecr.aws", "ecr"),
+        _entry("docker.cloudsmith.io", "https://docker.cloudsmith.io", "cloudsmith"),
+        _entry("mcr.microsoft.com", "https://mcr.microsoft.com", "mcr"),
+        _entry("nvcr.io", "https://nvcr.io", "nvcr"),
+    )
+}

@@ -1,0 +1,101 @@
+import pytest
+from regmirror.config import ConfigError, load_config, parse_config, parse_htpasswd
+
+HASH = "$2y$05$abcdefghijklmnopqrstuu5Yk4nnNTAvYSZ4mOB7XqN0RCQ9r9XEy"
+
+
+def test_defaults_are_the_catalogue():
+    c = parse_config({})
+    assert "ghcr.io" in c.registries and not c.hosts and not c.auth.enabled
+
+
+def test_full_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("HUB_TOKEN", "from-env")
+    (tmp_path / "lab.pw").write_text("from-file\n")
+    (tmp_path / "htpasswd").write_text(f"# users\nalice:{HASH}\n")
+    (tmp_path / "tokens").write_text("# ci\n" + "t" * 20 + "\n")
+    (tmp_path / "mirror.toml").write_text(
+        f"""
+[mirror]
+domain = "mirror.example"
+default = "docker.io"
+[mirror.hosts]
+"hub.internal:5000" = "docker.io"
+
+[registries."docker.io"]
+username = "bob"
+password_env = "HUB_TOKEN"
+allow = ["library/*", "bitnami/*"]
+deny = ["library/evil"]
+
+[registries."lab.example"]
+url = "http://127.0.0.1:5001"
+subdomain = "lab"
+dockerhub = true
+username = "ci"
+password_file = "lab.pw"
+
+[auth]
+htpasswd = "htpasswd"
+tokens_file = "tokens"
+tokens = ["{"s" * 16}"]
+"""
+    )
+    c = load_config(str(tmp_path / "mirror.toml"))
+    hub = c.registries["docker.io"]
+    assert hub.credentials == ("bob", "from-env")
+    assert hub.allows("library/nginx") and hub.allows("bitnami/redis")
+    assert not hub.allows("library/evil") and not hub.allows("someone/else")
+    assert hub.upstream.base == "https://registry-1.docker.io" and hub.dockerhub
+    lab = c.registries["lab.example"]
+    assert lab.upstream.base == "http://127.0.0.1:5001" and lab.dockerhub
+    assert lab.credentials == ("ci", "from-file") and lab.subdomain == "lab"
+    assert c.hosts == {"hub.internal:5000": "docker.io"}
+    assert (c.domain, c.default) == ("mirror.example", "docker.io")
+    assert c.auth.htpasswd == {"alice": HASH.encode()}
+    assert c.auth.tokens == {"t" * 20, "s" * 16}
+    assert "from-env" not in repr(c)
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"mirorr": {}}, "mirorr: unknown key"),
+        ({"mirror": {"dfault": "x"}}, "mirror.dfault: unknown key"),
+        ({"mirror": {"default": "nope.example"}}, "mirror.default: unknown registry"),
+        ({"mirror": {"domain": "a b"}}, "mirror.domain: not a host name"),
+        ({"mirror": {"hosts": {"h": "nope"}}}, "mirror.hosts.'h': unknown registry"),
+        ({"registries": {"new.example": {}}}, "registries.'new.example'.url: required"),
+        ({"registries": {"x.io": {"url": "ftp://x"}}}, "registries.'x.io'.url: upstream must"),
+        ({"registries": {"x.io": {"url": "http://x", "dockerhub": "yes"}}}, "dockerhub: must be"),
+        ({"registries": {"ghcr.io": {"subdomain": "Bad_Label"}}}, "subdomain: not a DNS label"),
+        ({"registries": {"ghcr.io": {"password": "p"}}}, "ghcr.io'.username: required"),
+        ({"registries": {"ghcr.io": {"username": "u", "password_env": "NOPE_NOT_SET"}}},
+         "password_env: environment variable NOPE_NOT_SET is not set"),
+        ({"registries": {"ghcr.io": {"username": "u", "password": "a", "password_env": "B"}}},
+         "set only one of"),
+        ({"registries": {"ghcr.io": {"allow": "library/*"}}}, "allow: must be a list"),
+        ({"registries": {"ghcr.io": {"deny": ["a b"]}}}, "deny: not a repository glob"),
+        ({"registries": {"ghcr.io": {"colour": 1}}}, "registries.'ghcr.io'.colour: unknown key"),
+        ({"auth": {"tokens": ["short"]}}, "auth.tokens: every token needs at least 16"),
+        ({"auth": {"htpasswd": "/nonexistent/htpasswd"}}, "auth.htpasswd: cannot read"),
+    ],
+)  # fmt: skip
+def test_errors_name_the_key(data, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        parse_config(data)
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(str(tmp_path / "missing.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[mirror\n")
+    with pytest.raises(ConfigError, match="bad.toml"):
+        load_config(str(bad))
+
+
+def test_htpasswd():
+    assert parse_htpasswd(f"alice:{HASH}\n\n# x\n", "f") == {"alice": HASH.encode()}
+    with pytest.raises(ConfigError, match="line 1: expected user:bcrypt-hash"):
+        parse_htpasswd("alice:{SHA}abc", "f")

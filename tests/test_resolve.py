@@ -1,0 +1,99 @@
+import pytest
+from regmirror.catalog import CATALOG, Registry
+from regmirror.config import parse_config
+from regmirror.resolve import HOST, NS, PATH, NoRoute, Table, client_path, realm_path, strip_prefix
+from regmirror.routes import parse_upstream
+
+LAB = {"url": "http://127.0.0.1:5001", "subdomain": "lab"}
+
+
+def table(fallback: Registry | None = None, **mirror):
+    config = parse_config({"mirror": mirror, "registries": {"lab.example": LAB}})
+    return Table(config, fallback=fallback)
+
+
+def test_catalogue():
+    assert set(CATALOG) == {
+        "docker.io", "quay.io", "gcr.io", "k8s.gcr.io", "registry.k8s.io", "ghcr.io",
+        "public.ecr.aws", "docker.cloudsmith.io", "mcr.microsoft.com", "nvcr.io",
+    }  # fmt: skip
+    assert [k for k, r in CATALOG.items() if r.dockerhub] == ["docker.io"]
+    assert CATALOG["docker.io"].upstream.base == "https://registry-1.docker.io"
+
+
+def test_path_prefix():
+    t = table()
+    r = t.resolve("mirror:5000", "ghcr.io/org/app")
+    assert (r.registry.key, r.style, r.name, r.prefix) == ("ghcr.io", PATH, "org/app", "ghcr.io")
+    r = t.resolve("mirror:5000", "docker.io/nginx")
+    assert (r.registry.key, r.name) == ("docker.io", "library/nginx")
+    r = t.resolve("mirror", "registry-1.docker.io/bitnami/redis")  # an alias
+    assert (r.registry.key, r.name, r.prefix) == (
+        "docker.io",
+        "bitnami/redis",
+        "registry-1.docker.io",
+    )
+    assert t.resolve("m", "lab.example/team/app").registry.upstream.base == "http://127.0.0.1:5001"
+
+
+def test_ns():
+    t = table()
+    r = t.resolve("mirror", "org/app", "ghcr.io")
+    assert (r.registry.key, r.style, r.name) == ("ghcr.io", NS, "org/app")
+    assert t.resolve("mirror", "nginx", "docker.io").name == "library/nginx"
+    assert t.resolve("mirror", "", "quay.io").registry.key == "quay.io"
+    with pytest.raises(NoRoute, match="unknown registry"):
+        t.resolve("mirror", "a/b", "evil.example")
+    with pytest.raises(NoRoute, match="ambiguous"):
+        t.resolve("mirror", "ghcr.io/a/b", "quay.io")
+    assert t.resolve("mirror", "ghcr.io/a/b", "ghcr.io").style == PATH
+
+
+def test_host_routes_and_precedence():
+    t = table(domain="mirror.example", hosts={"k8s.internal:5000": "registry.k8s.io"})
+    assert t.resolve("k8s.internal:5000", "pause").registry.key == "registry.k8s.io"
+    assert t.resolve("ghcr.mirror.example", "org/app").registry.key == "ghcr.io"
+    assert t.resolve("ghcr.mirror.example:443", "org/app").style == HOST
+    assert t.resolve("lab.mirror.example", "x/y").registry.key == "lab.example"
+    assert t.resolve("docker.mirror.example", "nginx").name == "library/nginx"
+    # path prefix and ns beat the host
+    assert t.resolve("ghcr.mirror.example", "quay.io/a/b").registry.key == "quay.io"
+    assert t.resolve("ghcr.mirror.example", "a/b", "quay.io").registry.key == "quay.io"
+    with pytest.raises(NoRoute, match="subdomain 'nope'"):
+        t.resolve("nope.mirror.example", "a/b")
+    # nothing routes an unknown host without a default
+    with pytest.raises(NoRoute, match="no route for host"):
+        t.resolve("other.example", "a/b")
+
+
+def test_default_and_fallback():
+    hub = Registry("registry-1.docker.io", parse_upstream("https://registry-1.docker.io"))
+    t = table(fallback=hub)
+    r = t.resolve("127.0.0.1:5000", "nginx")
+    assert (r.registry.key, r.name) == ("docker.io", "library/nginx")  # the catalogue entry
+    t = table(fallback=hub, default="quay.io")
+    assert t.resolve("127.0.0.1:5000", "a/b").registry.key == "quay.io"
+    # a dotted first component on Docker Hub can only be an unknown registry
+    with pytest.raises(NoRoute, match="unknown registry 'evil.example'"):
+        table(fallback=hub).resolve("m", "evil.example/a")
+
+
+def test_listing():
+    t = table(domain="mirror.example", default="docker.io")
+    listing = t.listing()
+    assert "ghcr.mirror.example -> ghcr.io" in listing
+    assert "/v2/ghcr.io/... or ?ns=ghcr.io -> https://ghcr.io" in listing
+    assert listing[-1] == "default -> docker.io (https://registry-1.docker.io)"
+
+
+def test_paths_in_the_clients_style():
+    p = "/v2/org/app/blobs/sha256:1"
+    assert client_path(HOST, "", "ghcr.io", p) == p
+    assert client_path(PATH, "ghcr.io", "ghcr.io", p) == "/v2/ghcr.io/org/app/blobs/sha256:1"
+    assert client_path(NS, "", "ghcr.io", p + "?a=1") == p + "?a=1&ns=ghcr.io"
+    assert client_path(NS, "", "ghcr.io", p + "?ns=ghcr.io") == p + "?ns=ghcr.io"
+    assert realm_path(HOST, "ghcr.io") == "/v2/auth"
+    assert realm_path(PATH, "ghcr.io") == "/v2/auth/ghcr.io"
+    assert strip_prefix("ghcr.io/org/app", CATALOG["ghcr.io"]) == "org/app"
+    assert strip_prefix("org/app", CATALOG["ghcr.io"]) == "org/app"
+    assert strip_prefix("index.docker.io/nginx", CATALOG["docker.io"]) == "nginx"
