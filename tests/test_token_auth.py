@@ -126,6 +126,7 @@ async def test_token_request_probes_once_when_realm_unknown(monkeypatch):
     calls = []
 
     class FakeResponse:
+        status_code = 401
         headers = {"WWW-Authenticate": HUB_CHALLENGE}
 
     async def fake_get(url):

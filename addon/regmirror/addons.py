@@ -1,5 +1,6 @@
 """The mirror's addons, in hook order."""
 
+from .client_auth import ClientAuth
 from .oplog import OpLog
 from .redirects import Redirects
 from .router import Router
@@ -11,4 +12,12 @@ from .upstream import UpstreamConnections
 def mirror_addons() -> list[object]:
     # Router first: it classifies every flow for the others.
     router = Router()
-    return [UpstreamConnections(), router, TokenAuth(router), Redirects(), Streaming(), OpLog()]
+    return [
+        UpstreamConnections(),
+        router,
+        ClientAuth(router),
+        TokenAuth(router),
+        Redirects(),
+        Streaming(),
+        OpLog(),
+    ]

@@ -7,7 +7,10 @@ upstream knows it (`library/nginx`).
 """
 
 import base64
+import datetime
+import json
 import logging
+import secrets
 import urllib.parse
 from collections.abc import Callable
 
@@ -26,6 +29,8 @@ from .scopes import rewrite_scopes
 logger = logging.getLogger(__name__)
 
 API_VERSION = "Docker-Distribution-Api-Version"
+# What the challenge cache holds for an upstream that answers without token auth.
+NO_TOKEN_AUTH = Challenge("none", {})
 
 
 def token_url(
@@ -85,6 +90,14 @@ def renamer(registry: Registry) -> Callable[[str], str]:
     return lambda name: strip_prefix(name, registry)
 
 
+def mirror_token() -> http.Response:
+    """A token of the mirror's own, for an upstream without token auth (client auth)."""
+    token = secrets.token_urlsafe(32)
+    issued = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {"token": token, "access_token": token, "expires_in": 300, "issued_at": issued}
+    return http.Response.make(200, json.dumps(body), {"Content-Type": "application/json"})
+
+
 def basic_auth(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
@@ -108,6 +121,13 @@ class TokenAuth:
         upstream = registry.upstream
         challenge = self.challenges.get(upstream.base) or await self._probe(flow, upstream)
         if challenge is None:
+            return
+        if challenge is NO_TOKEN_AUTH:
+            if i.get("client"):  # authenticated by the mirror: its own token will do
+                flow.response = mirror_token()
+            else:
+                message = f"{upstream.base} does not use token auth"
+                flow.response = errors.error_response(404, errors.UNSUPPORTED, message)
             return
         realm, service = challenge.params["realm"], challenge.params.get("service", "")
         req = flow.request
@@ -167,14 +187,15 @@ class TokenAuth:
             )
         try:
             r = await self.client.get(upstream.base + "/v2/")
-            rewritten = mirror_challenge(r.headers.get("WWW-Authenticate", ""), "")
-            if rewritten is None:
-                raise ValueError("it does not use token auth")
+            rewritten = None
+            if r.status_code == 401:
+                rewritten = mirror_challenge(r.headers.get("WWW-Authenticate", ""), "")
         except (httpx.HTTPError, ValueError) as e:
             status = 504 if isinstance(e, httpx.TimeoutException) else 502
             message = f"cannot learn the token realm of {upstream.base}: {e or type(e).__name__}"
             logger.warning(message)
             flow.response = errors.error_response(status, errors.UNAVAILABLE, message)
             return None
-        self.challenges[upstream.base] = rewritten[0]
-        return rewritten[0]
+        challenge = rewritten[0] if rewritten else NO_TOKEN_AUTH
+        self.challenges[upstream.base] = challenge
+        return challenge
