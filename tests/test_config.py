@@ -53,6 +53,8 @@ tokens = ["{"s" * 16}"]
     assert c.hosts == {"hub.internal:5000": "docker.io"}
     assert (c.domain, c.default) == ("mirror.example", "docker.io")
     assert c.auth.htpasswd == {"alice": HASH.encode()}
+    moved = parse_config({"registries": {"docker.io": {"url": "http://127.0.0.1:5001"}}})
+    assert moved.registries["docker.io"].dockerhub  # a new URL keeps Docker Hub's quirks
     assert c.auth.tokens == {"t" * 20, "s" * 16}
     assert "from-env" not in repr(c)
 

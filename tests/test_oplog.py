@@ -24,6 +24,9 @@ def test_describe():
     assert describe("HEAD", {"op": "manifest", "name": "a/b", "reference": D}, [], "") == (
         f"check manifest a/b@{D}"
     )
+    i = {"op": "manifest", "name": "org/app", "reference": "1", "registry": "ghcr.io"}
+    assert describe("GET", i | {"style": "host"}, [], "") == "pull manifest ghcr.io/org/app:1"
+    assert describe("GET", i | {"style": "ns"}, [], "") == "pull manifest ghcr.io/org/app:1 [ns]"
     assert describe("GET", {"op": "blob", "name": "a", "reference": D}, [], "") == (
         "pull blob a@sha256:ab12ab12ab12…"
     )
@@ -56,8 +59,10 @@ def test_log_line_without_secrets(caplog):
         respond(e, 404, {}, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"x"}]}')
         oplog.response(e)
     lines = [r.getMessage() for r in caplog.records if r.name == "regmirror.oplog"]
-    assert lines[0].startswith("pull manifest library/nginx:1-alpine -> 200 1.2 kB ")
+    assert lines[0].startswith("pull manifest docker.io/library/nginx:1-alpine -> 200 1.2 kB ")
     assert lines[0].endswith(" ms")
     assert lines[1].startswith("token repository:nginx:pull -> 200 ")
-    assert lines[2].startswith("pull manifest library/nginx:nope -> 404 MANIFEST_UNKNOWN ")
+    assert lines[2].startswith(
+        "pull manifest docker.io/library/nginx:nope -> 404 MANIFEST_UNKNOWN "
+    )
     assert not any("SECRET" in r.getMessage() or "c2Vj" in r.getMessage() for r in caplog.records)

@@ -96,12 +96,12 @@ def _registry(key: str, entry: Any, known: Registry | None, base: Path) -> Regis
     if not url and known is None:
         raise ConfigError(f"{where}.url: required for a registry that is not built in")
     reg = known or Registry(key, parse_upstream(f"https://{key}", []))
+    hub = entry.get("dockerhub", reg.dockerhub)
     if url:
         try:
             reg = replace(reg, upstream=parse_upstream(url, []))
         except ValueError as e:
             raise ConfigError(f"{where}.url: {e}") from e
-    hub = entry.get("dockerhub", reg.dockerhub)
     if not isinstance(hub, bool):
         raise ConfigError(f"{where}.dockerhub: must be true or false")
     subdomain = _str(entry, "subdomain", where + ".") or reg.subdomain

@@ -29,18 +29,22 @@ def _ref(name: str, reference: str, short: bool = False) -> str:
 
 
 def describe(method: str, i: FlowInfo, scopes: list[str], path: str) -> str:
-    """What the client asked for, in registry terms."""
+    """What the client asked for, in registry terms: `pull manifest docker.io/library/nginx:1`,
+    with `[path]` or `[ns]` when the client named the registry that way."""
     op, name, ref = i.get("op", ""), i.get("name", ""), i.get("reference", "")
+    if name and i.get("registry"):
+        name = f"{i['registry']}/{name}"
+    style = f" [{i['style']}]" if i.get("style", "host") != "host" else ""
     verb = "check" if method == "HEAD" else "pull"
     match op:
         case names.MANIFEST:
-            return f"{verb} manifest {_ref(name, ref)}"
+            return f"{verb} manifest {_ref(name, ref)}{style}"
         case names.BLOB:
-            return f"{verb} blob {_ref(name, ref, short=True)}"
+            return f"{verb} blob {_ref(name, ref, short=True)}{style}"
         case names.TAGS:
-            return f"list tags {name}"
+            return f"list tags {name}{style}"
         case names.REFERRERS:
-            return f"list referrers {_ref(name, ref, short=True)}"
+            return f"list referrers {_ref(name, ref, short=True)}{style}"
         case names.TOKEN:
             return "token " + (" ".join(scopes) if scopes else "(no scope)")
         case names.PING | names.CATALOG:

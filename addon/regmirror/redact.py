@@ -25,6 +25,8 @@ def mask_authorization(value: str) -> str:
     """`Bearer <redacted sha256:1a2b...>` for tokens; Basic and other schemes keep only
     their name (a fingerprint of a password could be guessed)."""
     scheme, _, credentials = value.strip().partition(" ")
+    if credentials.startswith("<redacted"):
+        return value  # a replayed flow: masked already
     if scheme.lower() == "bearer" and credentials:
         return f"{scheme} <redacted {fingerprint(credentials.strip())}>"
     return f"{scheme} {REDACTED}" if credentials else REDACTED
@@ -63,8 +65,10 @@ class Redaction:
         )
 
     def configure(self, updated: set[str]) -> None:
-        if ctx.options.regmirror_show_secrets or "dumper_default_contentview" not in ctx.options:
+        if not {"regmirror_show_secrets", "dumper_default_contentview"} & updated:
             return
+        if ctx.options.regmirror_show_secrets or "dumper_default_contentview" not in ctx.options:
+            return  # mitmweb and the console have no dumper
         view = ctx.options.dumper_default_contentview
         if view != "auto":
             raise exceptions.OptionsError(
@@ -77,7 +81,4 @@ class Redaction:
             return
         mask_request(flow.request)
 
-    def error(self, flow: http.HTTPFlow) -> None:
-        if ctx.options.regmirror_show_secrets:
-            return
-        mask_request(flow.request)
+    error = response  # a failed request has been sent as far as it will go

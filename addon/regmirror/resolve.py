@@ -45,7 +45,9 @@ class Table:
         self.registries = {**config.registries, **{r.key: r for r in (extra_hosts or {}).values()}}
         if fallback:
             # `--mode reverse:https://registry-1.docker.io` is the catalogue's docker.io
-            same = (r for r in self.registries.values() if r.upstream == fallback.upstream)
+            same = (
+                r for r in self.registries.values() if r.upstream.base == fallback.upstream.base
+            )
             fallback = next(same, fallback)
             self.registries.setdefault(fallback.key, fallback)
         self.names = {n: r for r in self.registries.values() for n in (r.key, *r.aliases)}

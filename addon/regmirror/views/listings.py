@@ -1,0 +1,51 @@
+"""Listings: a repository's tags (`/v2/<name>/tags/list`) and the catalog (`/v2/_catalog`)."""
+
+from typing import Any
+
+from mitmproxy import contentviews, http
+
+from .. import names
+from ..flowinfo import info
+from .render import Line, blank, heading, pairs, parse_json_object
+
+LISTED = {names.TAGS: "tags", names.CATALOG: "repositories"}
+
+
+def render(doc: dict[str, Any], link: str = "") -> tuple[str, list[Line]]:
+    """Tags of a repository or repositories of a catalog, one per line; `link` is the `Link`
+    header that points at the next page."""
+    key = "tags" if "tags" in doc else "repositories"
+    items = [str(x) for x in doc.get(key) or []]
+    title = f"{doc['name']}: {len(items)} {key}" if doc.get("name") else f"{len(items)} {key}"
+    lines = [heading(title), *[[("text", f"  {x}")] for x in items]]
+    if link:
+        lines += [blank(), *pairs([("next page", link)])]
+    return title, lines
+
+
+class ListView(contentviews.View):
+    name = "Registry list"
+
+    def __call__(
+        self, data: bytes, *, http_message: http.Message | None = None, **metadata: Any
+    ) -> contentviews.TViewResult | None:
+        doc = parse_json_object(data)
+        if doc is None or not any(k in doc for k in LISTED.values()):
+            return None
+        link = http_message.headers.get("Link", "") if http_message else ""
+        description, lines = render(doc, link)
+        return description, iter(lines)
+
+    def render_priority(
+        self,
+        data: bytes,
+        *,
+        flow: http.HTTPFlow | None = None,
+        http_message: http.Message | None = None,
+        **metadata: Any,
+    ) -> float:
+        if not data or not isinstance(flow, http.HTTPFlow) or not flow.response:
+            return 0
+        i = info(flow)
+        ok = http_message is flow.response and flow.response.status_code < 300
+        return 2 if ok and i and i.get("op") in LISTED else 0
