@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 from regmirror.config import ConfigError, load_config, parse_config, parse_htpasswd
 
@@ -101,3 +104,23 @@ def test_htpasswd():
     assert parse_htpasswd(f"alice:{HASH}\n\n# x\n", "f") == {"alice": HASH.encode()}
     with pytest.raises(ConfigError, match="line 1: expected user:bcrypt-hash"):
         parse_htpasswd("alice:{SHA}abc", "f")
+
+
+def test_example_config_parses_with_every_key_enabled(tmp_path, monkeypatch):
+    """The example in the repository, uncommented, is a valid configuration."""
+    example = Path(__file__).parents[1] / "addon" / "regmirror.example.toml"
+    toml_line = re.compile(r'(\[.*\]|"?[\w.:-]+"? = .*)')
+    lines = [
+        line.removeprefix("# ")
+        for line in example.read_text().splitlines()
+        if toml_line.fullmatch(line.removeprefix("# "))
+    ]
+    (tmp_path / "example.toml").write_text("\n".join(lines))
+    (tmp_path / "htpasswd").write_text(f"alice:{HASH}\n")
+    (tmp_path / "tokens").write_text("t" * 20 + "\n")
+    monkeypatch.setenv("DOCKERHUB_TOKEN", "x")
+    c = load_config(str(tmp_path / "example.toml"))
+    assert c.domain == "mirror.example.com" and c.default == "docker.io"
+    assert c.registries["docker.io"].allow == ("library/*", "bitnami/*")
+    assert c.registries["lab.example"].upstream.base == "http://10.0.0.5:5000"
+    assert c.auth.enabled
