@@ -102,6 +102,20 @@ def test_ns_with_ctr(mirror, containerd, hosts_dir, images):
     assert "manifest docker.io/library/testimg:1 [ns] -> 200" in log
 
 
+def test_default_hosts_toml_with_ctr(mirror, containerd, hosts_dir, images):
+    """One `_default` entry sends every registry to the mirror, named by `ns`."""
+    (hosts_dir / "_default").mkdir()
+    (hosts_dir / "_default" / "hosts.toml").write_text(
+        f'[host."{mirror.url}"]\n  capabilities = ["pull", "resolve"]\n'
+    )
+    ns = containerd.new_namespace()
+    containerd.pull("ghcr.io/library/multi:1", hosts_dir, namespace=ns)
+    assert containerd.image_digest("ghcr.io/library/multi:1", namespace=ns) == (
+        images["library/multi"].digest
+    )
+    assert "manifest ghcr.io/library/multi:1 [ns] -> 200" in mirror.log_text()
+
+
 def test_override_path_with_ctr(mirror, containerd, hosts_dir, images):
     write_hosts_toml(hosts_dir, "ghcr.io", f"{mirror.url}/v2/ghcr.io", override_path=True)
     ns = containerd.new_namespace()
