@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .procs import Proc, kill_pid, require_binary, wait_until
+from .procs import Proc, Service, kill_pid, require_binary, wait_until
 
 CMD_TIMEOUT = 180.0
 
@@ -242,7 +242,7 @@ def _unix_http_ok(sock_path: Path, path: str) -> bool:
 DockerdFactory = Callable[..., "Dockerd"]
 
 
-class Dockerd:
+class Dockerd(Service):
     """A private dockerd (vfs, no networking) with `registry-mirrors` = mirrors.
 
     Its data-root lives in base_dir; exec-root, pidfile and socket in a short /tmp dir.
@@ -330,15 +330,6 @@ class Dockerd:
         if child is not None:  # dockerd's own containerd, normally gone with it
             kill_pid(child)
         shutil.rmtree(self.run_dir, ignore_errors=True)
-
-    def __enter__(self) -> Dockerd:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def log_text(self) -> str:
-        return self.proc.log_text() if self.proc else ""
 
     # -- CLI -------------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -444,7 +435,7 @@ def write_hosts_toml(
     return path
 
 
-class Containerd:
+class Containerd(Service):
     """A private containerd (config version 2, CRI disabled) plus ctr.
 
     The metadata store uses content_sharing_policy = "isolated": content pulled in one
@@ -502,15 +493,6 @@ class Containerd:
         if self.proc is not None:
             self.proc.stop()
         shutil.rmtree(self.run_dir, ignore_errors=True)
-
-    def __enter__(self) -> Containerd:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def log_text(self) -> str:
-        return self.proc.log_text() if self.proc else ""
 
     # -- ctr -------------------------------------------------------------------------------
     def ctr(

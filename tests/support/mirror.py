@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .procs import PORT_ATTEMPTS, Proc, StartupError, bind_failed, free_port
+from .procs import PORT_ATTEMPTS, Proc, Service, StartupError, bind_failed, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ADDON_SCRIPT = REPO_ROOT / "addon" / "mirror.py"
@@ -33,7 +33,7 @@ def set_args(options: Mapping[str, str | bool | int | Sequence[str]]) -> list[st
 MirrorFactory = Callable[..., "Mirror"]
 
 
-class Mirror:
+class Mirror(Service):
     """mitmdump -s SCRIPT --mode reverse:UPSTREAM@127.0.0.1:PORT --set confdir=DIR EXTRA...
 
     Attributes: url, port, host ("127.0.0.1:PORT"), upstream, args, proc; log_text(), stop().
@@ -112,15 +112,6 @@ class Mirror:
 
     def stop(self) -> int | None:
         return self.proc.stop() if self.proc else None
-
-    def __enter__(self) -> Mirror:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def log_text(self) -> str:
-        return self.proc.log_text() if self.proc else ""
 
     @property
     def pid(self) -> int:

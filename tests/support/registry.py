@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .procs import PORT_ATTEMPTS, Proc, StartupError, bind_failed, free_port, require_binary
+from .procs import (
+    PORT_ATTEMPTS,
+    Proc,
+    Service,
+    StartupError,
+    bind_failed,
+    free_port,
+    require_binary,
+)
 from .tokenserver import TokenServer
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
@@ -27,7 +35,7 @@ class AccessLogEntry:
     user_agent: str
 
 
-class Registry:
+class Registry(Service):
     """One distribution process: url, port, host, data_dir, service, kind, log_text()."""
 
     def __init__(
@@ -120,15 +128,6 @@ class Registry:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop()
-
-    def __enter__(self) -> Registry:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def log_text(self) -> str:
-        return self.proc.log_text() if self.proc else ""
 
     def access_log(self) -> list[AccessLogEntry]:
         """Requests distribution served so far (from its access log), oldest first."""
