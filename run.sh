@@ -67,7 +67,7 @@ case "${1:-}" in
         shift
         ensure_apt
         ensure_venv "[test]"
-        "$VENV/bin/ruff" check addon tests bench
+        "$VENV/bin/ruff" check .
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     bench)
