@@ -1,7 +1,7 @@
 """A short comment on every flow, shown in mitmweb's list: which registry operation it was,
 for which image, and how it ended (`manifest HEAD docker.io/library/nginx:1`,
-`blob GET docker.io/library/nginx@sha256:ab12cd34ef56… 27.1 MB`). Refusals are marked
-:no_entry:, failures :warning:.
+`blob docker.io/library/nginx@sha256:ab12cd34ef56… 27.1 MB`); the method is named when it
+is not GET. Refusals are marked :no_entry:, failures :warning:.
 
 Select one image's flows with `~comment library/nginx`: redirect flows (a blob fetched from
 the upstream's CDN) name the image of the blob that was redirected.
@@ -45,7 +45,7 @@ def label(method: str, path: str, i: FlowInfo, scopes: list[str], linked: str = 
     op = i.get("op", "")
     match op:
         case names.MANIFEST | names.BLOB | names.REFERRERS:
-            return f"{op} {method} {image(i)}"
+            return f"{op} {image(i)}" if method == "GET" else f"{op} {method} {image(i)}"
         case names.TAGS:
             return f"tags {image(i)}"
         case names.PING | names.CATALOG:

@@ -35,7 +35,7 @@ def render_errors(doc: dict[str, Any]) -> list[Line]:
         lines.append(
             [("header", str(err.get("code", "?"))), ("text", f"  {err.get('message', '')}")]
         )
-        if "detail" in err:
+        if err.get("detail") is not None:
             lines.append([("text", f"  detail: {value(err['detail'])}")])
     for key in ("details", "error", "error_description"):
         if isinstance(doc.get(key), str):

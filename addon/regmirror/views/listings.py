@@ -9,6 +9,7 @@ from ..flowinfo import info
 from .render import Line, blank, heading, pairs, parse_json_object
 
 LISTED = {names.TAGS: "tags", names.CATALOG: "repositories"}
+SINGULAR = {"tags": "tag", "repositories": "repository"}
 
 
 def render(doc: dict[str, Any], link: str = "") -> tuple[str, list[Line]]:
@@ -16,7 +17,8 @@ def render(doc: dict[str, Any], link: str = "") -> tuple[str, list[Line]]:
     header that points at the next page."""
     key = "tags" if "tags" in doc else "repositories"
     items = [str(x) for x in doc.get(key) or []]
-    title = f"{doc['name']}: {len(items)} {key}" if doc.get("name") else f"{len(items)} {key}"
+    count = f"{len(items)} {SINGULAR[key] if len(items) == 1 else key}"
+    title = f"{doc['name']}: {count}" if doc.get("name") else count
     lines = [heading(title), *[[("text", f"  {x}")] for x in items]]
     if link:
         lines += [blank(), *pairs([("next page", link)])]

@@ -81,7 +81,7 @@ def render_image(doc: dict[str, Any], media_type: str, digest: str) -> tuple[str
     lines = [
         *pairs(_header(doc, media_type, digest)),
         blank(),
-        heading(f"Layers: {summary}"),
+        heading(f"Layers ({len(layers)}, {human_size(total)} in total)"),
         *table(["#", "digest", "size", "media type"], rows),
         *_entry_annotations("Layer annotations", layers),
         *_annotations("Annotations", doc.get("annotations")),
@@ -108,7 +108,7 @@ def render_index(doc: dict[str, Any], media_type: str, digest: str) -> tuple[str
     lines = [
         *pairs(_header(doc, media_type, digest)),
         blank(),
-        heading(f"Manifests: {summary}"),
+        heading(f"Manifests ({len(entries)})"),
         *table(head, rows),
         *_entry_annotations("Manifest annotations", entries),
         *_annotations("Annotations", doc.get("annotations")),

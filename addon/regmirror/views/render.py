@@ -16,7 +16,7 @@ def heading(text: str) -> Line:
 
 
 def blank() -> Line:
-    return [("text", "")]
+    return [("text", " ")]  # not empty: mitmweb collapses empty lines
 
 
 def pairs(items: Iterable[tuple[str, str]], indent: int = 0) -> list[Line]:

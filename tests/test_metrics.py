@@ -1,0 +1,111 @@
+from mitmproxy import flow
+from mitmproxy.test import taddons
+from regmirror.metrics import Metrics, parse_ratelimit, served_bytes
+from regmirror.router import Router
+
+from tests.flowutil import respond, reverse_flow
+
+HUB = "https://registry-1.docker.io"
+D = "sha256:" + "e" * 64
+
+
+def test_parse_ratelimit():
+    assert parse_ratelimit("76;w=21600") == 76
+    assert parse_ratelimit(" 100 ") == 100
+    assert parse_ratelimit("") is None
+    assert parse_ratelimit("many") is None
+
+
+def test_served_bytes():
+    resp = respond(reverse_flow(), 200, {}, b"12345").response
+    assert served_bytes("GET", resp) == 5
+    assert served_bytes("HEAD", resp) == 0
+    resp.stream, resp.content = True, None
+    resp.headers["Content-Length"] = "27100000"
+    assert served_bytes("GET", resp) == 27_100_000
+
+
+def cycle(router, metrics, method, path, status, headers=None, body=b"", length=None):
+    """A flow through the hooks as mitmproxy runs them, answered by the upstream."""
+    f = reverse_flow(method, path)
+    router.requestheaders(f)
+    metrics.request(f)
+    f.request.timestamp_end = f.request.timestamp_start + 0.001
+    respond(f, status, headers, body)
+    f.response.timestamp_start = f.request.timestamp_end + 0.2
+    if length is not None:  # streamed: no content, the size in the header
+        f.response.stream, f.response.content = True, None
+        f.response.headers["Content-Length"] = str(length)
+    metrics.responseheaders(f)
+    metrics.response(f)
+    return f
+
+
+def test_counters_move():
+    router, metrics = Router(), Metrics()
+    value = metrics.registry.get_sample_value
+    with taddons.context(router, metrics):
+        cycle(router, metrics, "GET", "/v2/auth?scope=repository:nginx:pull", 200, body=b"{}")
+        cycle(
+            router,
+            metrics,
+            "GET",
+            "/v2/nginx/manifests/1",
+            200,
+            {"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "76;w=21600"},
+            b"x" * 100,
+        )
+        cycle(router, metrics, "GET", f"/v2/nginx/blobs/{D}", 200, length=27_100_000)
+        cycle(router, metrics, "GET", "/v2/nginx/manifests/2", 429)
+        rejected = reverse_flow("PUT", "/v2/nginx/manifests/1")
+        router.requestheaders(rejected)
+        metrics.request(rejected)
+        metrics.responseheaders(rejected)
+        metrics.response(rejected)
+        failed = reverse_flow("GET", f"/v2/nginx/blobs/{D}")
+        router.requestheaders(failed)
+        failed.error = flow.Error("connection reset")
+        metrics.error(failed)
+
+    def requests(op, status):
+        return value("regmirror_requests_total", {"route": HUB, "operation": op, "status": status})
+
+    assert requests("token", "200") == 1
+    assert requests("manifest", "200") == 1
+    assert requests("manifest", "429") == 1
+    assert requests("blob", "200") == 1
+    assert requests("blob", "error") == 1
+    assert (
+        value("regmirror_requests_total", {"route": HUB, "operation": "rejected", "status": "405"})
+        == 1
+    )
+    assert value("regmirror_token_fetches_total", {"route": HUB, "status": "200"}) == 1
+    served = {"route": HUB, "operation": "blob"}
+    assert value("regmirror_served_bytes_total", served) == 27_100_000
+    assert value("regmirror_served_bytes_total", served | {"operation": "manifest"}) == 100
+    assert value("regmirror_upstream_throttled_total", {"route": HUB}) == 1
+    assert value("regmirror_upstream_ratelimit_remaining", {"route": HUB}) == 76
+    assert value("regmirror_upstream_ratelimit_limit", {"route": HUB}) == 100
+    latency = {"route": HUB, "operation": "manifest"}
+    assert value("regmirror_upstream_latency_seconds_count", latency) == 2
+    assert value("regmirror_upstream_latency_seconds_bucket", latency | {"le": "0.25"}) == 2
+    assert value("regmirror_upstream_latency_seconds_bucket", latency | {"le": "0.1"}) == 0
+    # answered by the mirror itself: no upstream latency
+    assert (
+        value("regmirror_upstream_latency_seconds_count", {"route": HUB, "operation": "rejected"})
+        is None
+    )
+
+
+def test_flows_of_other_modes_are_not_counted():
+    from mitmproxy.test import tflow
+
+    metrics = Metrics()
+    with taddons.context(metrics):
+        f = tflow.tflow(resp=True)
+        metrics.request(f)
+        metrics.responseheaders(f)
+        metrics.response(f)
+    assert "regmirror_requests_total" not in {
+        s.name for m in metrics.registry.collect() for s in m.samples
+    }
