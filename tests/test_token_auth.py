@@ -211,3 +211,26 @@ def test_token_answer_returned_unchanged():
         assert t.response.status_code == 401
         assert t.response.headers["WWW-Authenticate"] == "Basic"
         assert t.response.content == b'{"details":"incorrect username"}'
+
+
+async def test_route_credentials_only_when_the_client_sends_none():
+    router, auth = addons()
+    hub = router.config.registries["docker.io"]
+    router.config.registries["docker.io"] = type(hub)(
+        hub.key, hub.upstream, username="mirror-bot", password="pw"
+    )
+    auth.challenges["https://registry-1.docker.io"] = mirror_challenge(HUB_CHALLENGE, "x")[0]
+    with taddons.context(router, auth, UpstreamConnections()):
+        anonymous = reverse_flow("GET", "/v2/auth?scope=repository:nginx:pull")
+        router.requestheaders(anonymous)
+        await auth.requestheaders(anonymous)
+        assert anonymous.request.headers["Authorization"] == "Basic bWlycm9yLWJvdDpwdw=="
+        own = reverse_flow("GET", "/v2/auth?scope=x", headers={"Authorization": "Basic dTpw"})
+        router.requestheaders(own)
+        await auth.requestheaders(own)
+        assert own.request.headers["Authorization"] == "Basic dTpw"  # docker login wins
+        # never on registry requests themselves (blobs, redirects)
+        blob = reverse_flow("GET", "/v2/nginx/blobs/sha256:" + "a" * 64)
+        router.requestheaders(blob)
+        await auth.requestheaders(blob)
+        assert "Authorization" not in blob.request.headers
