@@ -121,7 +121,7 @@ async def test_authenticated_flow_uses_route_credentials_and_issues_tokens():
     with taddons.context(router, auth, tokens):
         t = reverse_flow(
             "GET",
-            "/v2/auth?scope=repository:nginx:pull",
+            "/v2/auth?scope=repository:nginx:pull&account=alice&offline_token=true",
             headers={"Authorization": basic("alice", "wonderland")},
         )
         router.requestheaders(t)
@@ -131,6 +131,7 @@ async def test_authenticated_flow_uses_route_credentials_and_issues_tokens():
         assert t.request.host == "auth.docker.io"
         # the client's mirror credentials were replaced by the route's
         assert t.request.headers["Authorization"] == basic("mirror-account", "pw")
+        assert "account" not in t.request.query and "offline_token" not in t.request.query
         body = {"token": "T", "access_token": "T", "expires_in": 300, "refresh_token": "R"}
         respond(t, 200, {"Content-Type": "application/json"}, json.dumps(body).encode())
         auth.response(t)

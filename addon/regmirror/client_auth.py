@@ -26,6 +26,8 @@ from .resolve import realm_path
 from .router import Router, reject
 
 MIN_TTL, MAX_TTL, DEFAULT_TTL = 60, 3600, 300  # seconds an issued token stays valid here
+# Token-request parameters about the client's mirror account (docker login sends them).
+MIRROR_ONLY_PARAMS = ("account", "offline_token")
 
 
 def parse_basic(header: str) -> tuple[str, str] | None:
@@ -129,7 +131,10 @@ class ClientAuth:
             flow.response.headers["WWW-Authenticate"] = 'Basic realm="regmirror"'
             return
         i["client"] = creds[0]
-        del req.headers["Authorization"]  # the mirror's credentials stay here
+        # The mirror's credentials and identity stay here: the upstream sees the route's.
+        del req.headers["Authorization"]
+        for param in MIRROR_ONLY_PARAMS:
+            req.query.pop(param, None)
 
     async def _check(self, auth: AuthConfig, user: str, password: str) -> bool:
         key = f"{user}:{password}"
