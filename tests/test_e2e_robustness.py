@@ -1,0 +1,68 @@
+"""End to end: hostile or broken requests get registry errors; the mirror never crashes,
+hangs or contacts anything but its upstreams."""
+
+import socket
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def raw(port: int, request: bytes) -> bytes:
+    """Send bytes as they are (no client library normalises them) and read the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(request)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.fixture
+def mirror(mirror_factory, tmp_path, registry, token_server):
+    cfg = tmp_path / "mirror.toml"
+    cfg.write_text(f'[registries."docker.io"]\nurl = "{registry.url}"\n')
+    return mirror_factory(registry.url, {"regmirror_config": str(cfg)})
+
+
+@pytest.mark.parametrize(
+    "target,status",
+    [
+        (b"/v2/a/../../etc/passwd/manifests/1", 400),
+        (b"/v2/a/%2e%2e/b/manifests/1", 400),
+        (b"/v2/\xff\xfe/manifests/1", 400),
+        (b"/v2/nginx/manifests/" + b"x" * 5000, 400),
+        (b"/v2/nginx/blobs/sha256:" + b"0" * 64 + b"?ns=" + b"a" * 3000, 404),
+        (b"/v2/nginx/manifests/1?ns=169.254.169.254", 404),
+        (b"/v2/auth?scope=" + b"%00" * 100, 200),
+        (b"http://169.254.169.254/latest/meta-data", 404),
+        (b"/_regmirror/redirect?u=http://127.0.0.1:22/&e=99999999999&s=AAAA", 403),
+    ],
+)
+def test_hostile_requests(mirror, target, status):
+    answer = raw(
+        mirror.port,
+        b"GET " + target + b" HTTP/1.1\r\nHost: " + mirror.host.encode() + b"\r\n"
+        b"Connection: close\r\n\r\n",
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == str(status).encode(), answer[:300]
+    if status >= 400:
+        assert b'"errors"' in body
+
+
+def test_broken_headers_and_hosts(mirror):
+    for request in [
+        b'GET /v2/ HTTP/1.1\r\nHost: evil"host\r\nConnection: close\r\n\r\n',
+        b"GET /v2/ HTTP/1.0\r\n\r\n",
+        b"GET /v2/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic !!!\r\nConnection: close\r\n\r\n",
+        b"NONSENSE\r\n\r\n",
+    ]:
+        answer = raw(mirror.port, request)
+        assert answer.startswith(b"HTTP/1."), answer[:200]
+        assert int(answer.split(b" ")[1]) >= 400 or b"/v2/" in request
+    # still serving, and no addon crashed
+    assert httpx.get(f"{mirror.url}/v2/", timeout=20).status_code == 401
+    log = mirror.log_text()
+    assert "Traceback" not in log and "Addon error" not in log
