@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.support.clients import CommandError, write_hosts_toml
+from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -163,7 +164,10 @@ def test_redirected_blobs_never_carry_the_clients_token(
         r2 = c.head(r.headers["Location"], headers={"Authorization": f"Bearer {token}"})
         assert r2.status_code == 200
         assert int(r2.headers["Content-Length"]) == images["library/testimg"].single.layers[0].size
-        assert up.redirector.blob_requests.all()[-1].method == "HEAD"
+        # the blob server records a request after answering it: give it a moment
+        wait_until(
+            lambda: up.redirector.blob_requests.all()[-1].method == "HEAD", 5, "HEAD recorded"
+        )
         forged = r.headers["Location"].replace("blobs%2Fsha256", "blobs%2Fsha257")
         assert c.get(forged).status_code == 403
 

@@ -3,6 +3,7 @@ import urllib.parse
 
 import pytest
 from mitmproxy.test import taddons
+from regmirror import token_auth
 from regmirror.names import with_library
 from regmirror.router import Router
 from regmirror.token_auth import TokenAuth, mirror_challenge, token_form, token_url
@@ -234,3 +235,102 @@ async def test_route_credentials_only_when_the_client_sends_none():
         router.requestheaders(blob)
         await auth.requestheaders(blob)
         assert "Authorization" not in blob.request.headers
+
+
+def learn_challenge(router, auth):
+    f = reverse_flow("GET", "/v2/")
+    router.requestheaders(f)
+    respond(f, 401, {"WWW-Authenticate": HUB_CHALLENGE})
+    auth.responseheaders(f)
+
+
+async def test_anonymous_ping_answered_from_the_learned_challenge(monkeypatch):
+    router, auth = addons()
+    with taddons.context(router, auth, UpstreamConnections()):
+        first = reverse_flow("GET", "/v2/")
+        router.requestheaders(first)
+        await auth.requestheaders(first)
+        assert first.response is None  # nothing learned yet: the upstream answers
+        learn_challenge(router, auth)
+        for method in ("GET", "HEAD"):
+            f = reverse_flow(method, "/v2/")
+            router.requestheaders(f)
+            await auth.requestheaders(f)
+            assert f.response.status_code == 401
+            assert f.response.headers["WWW-Authenticate"] == (
+                'Bearer realm="http://mirror.test:5000/v2/auth",service="registry.docker.io"'
+            )
+            assert f.response.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
+            auth.responseheaders(f)  # the mirror's own answer teaches nothing
+            assert auth.challenges["https://registry-1.docker.io"].params["realm"] == (
+                "https://auth.docker.io/token"
+            )
+        # a client with a token, and an old challenge, go to the upstream
+        with_token = reverse_flow("GET", "/v2/", headers={"Authorization": "Bearer t"})
+        router.requestheaders(with_token)
+        await auth.requestheaders(with_token)
+        assert with_token.response is None
+        monkeypatch.setattr(token_auth.time, "monotonic", lambda: 1e12)
+        stale = reverse_flow("GET", "/v2/")
+        router.requestheaders(stale)
+        await auth.requestheaders(stale)
+        assert stale.response is None
+
+
+def token_body(expires_in=300, **extra):
+    return json.dumps({"token": "T", "access_token": "T", "expires_in": expires_in, **extra})
+
+
+async def test_anonymous_tokens_are_shared_while_fresh(monkeypatch):
+    router, auth = addons()
+    now = [1_000_000.0]
+    monkeypatch.setattr(token_auth.time, "time", lambda: now[0])
+    path = "/v2/auth?service=registry.docker.io&scope=repository:nginx:pull"
+    with taddons.context(router, auth, UpstreamConnections()):
+        learn_challenge(router, auth)
+
+        def token_flow(headers=None):
+            t = reverse_flow("GET", path, headers=headers)
+            router.requestheaders(t)
+            return t
+
+        first = token_flow()
+        await auth.requestheaders(first)
+        assert first.response is None
+        respond(first, 200, {"Content-Type": "application/json"}, token_body().encode())
+        auth.response(first)
+
+        now[0] += 100
+        again = token_flow()
+        await auth.requestheaders(again)
+        body = json.loads(again.response.content)
+        assert (body["token"], body["expires_in"]) == ("T", 200)
+        assert body["issued_at"] == "1970-01-12T13:48:20Z"
+        auth.response(again)  # a reused answer is not stored again
+        assert auth.tokens[first.request.url].issued == 1_000_000.0
+
+        # a client with credentials always asks the upstream, and its token is not kept
+        own = token_flow({"Authorization": "Basic dTpw"})
+        await auth.requestheaders(own)
+        assert own.response is None
+        respond(own, 200, {}, token_body(expires_in=3600).encode())
+        auth.response(own)
+        assert auth.tokens[first.request.url].lifetime == 300
+
+        now[0] += 100  # less than half the lifetime left: ask the upstream again
+        late = token_flow()
+        await auth.requestheaders(late)
+        assert late.response is None
+        respond(late, 200, {}, token_body().encode())
+        auth.response(late)
+        assert auth.tokens[first.request.url].issued == now[0]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[]", b'{"expires_in": 300}', token_body(60).encode(),
+     token_body(refresh_token="r").encode()],
+)  # fmt: skip
+def test_token_answers_not_worth_sharing(body):
+    assert token_auth.cacheable_token(body, 0.0) is None
+    assert token_auth.cacheable_token(token_body().encode(), 0.0) is not None

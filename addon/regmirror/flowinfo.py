@@ -25,6 +25,7 @@ class FlowInfo(TypedDict, total=False):
     target: str  # host of a token realm or a followed redirect
     error: str  # why the mirror replaces the upstream's answer with a 502
     client: str  # the user the mirror authenticated (client auth)
+    cached: str  # what the mirror answered from its own cache: "challenge" or "token"
 
 
 def info(flow: http.HTTPFlow) -> FlowInfo | None:

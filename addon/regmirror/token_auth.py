@@ -11,8 +11,10 @@ import datetime
 import json
 import logging
 import secrets
+import time
 import urllib.parse
 from collections.abc import Callable
+from typing import NamedTuple
 
 import httpx
 from mitmproxy import ctx, http
@@ -20,7 +22,7 @@ from mitmproxy import ctx, http
 from . import errors, names
 from .catalog import Registry
 from .challenge import Challenge, bearer_challenge, format_challenge, parse_challenges, with_realm
-from .flowinfo import info
+from .flowinfo import FlowInfo, info
 from .resolve import realm_path, strip_prefix
 from .router import Router
 from .routes import Upstream
@@ -31,6 +33,20 @@ logger = logging.getLogger(__name__)
 API_VERSION = "Docker-Distribution-Api-Version"
 # What the challenge cache holds for an upstream that answers without token auth.
 NO_TOKEN_AUTH = Challenge("none", {})
+# Anonymous `GET /v2/` pings are answered from an upstream's learned challenge for this long
+# after the upstream last sent it; then the next ping goes upstream again and refreshes it.
+CHALLENGE_TTL = 300.0
+# Anonymous tokens are shared between clients while at least this share of their lifetime
+# is left; clients get the remaining lifetime as expires_in.
+TOKEN_REUSE = 0.5
+DEFAULT_TOKEN_LIFETIME = 60  # seconds, when a token answer has no expires_in (the spec's)
+MAX_CACHED_TOKENS = 1024
+
+
+class CachedToken(NamedTuple):
+    body: dict[str, object]
+    issued: float  # time.time() when the upstream issued it
+    lifetime: float  # seconds
 
 
 def token_url(
@@ -98,6 +114,39 @@ def mirror_token() -> http.Response:
     return http.Response.make(200, json.dumps(body), {"Content-Type": "application/json"})
 
 
+def cacheable_token(body: bytes, now: float) -> CachedToken | None:
+    """An upstream's token answer that may be shared between anonymous clients: JSON with a
+    token, no refresh token (bound to an account), and a lifetime worth sharing."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or "refresh_token" in data:
+        return None
+    if not any(isinstance(data.get(k), str) and data[k] for k in ("token", "access_token")):
+        return None
+    lifetime = data.get("expires_in", DEFAULT_TOKEN_LIFETIME)
+    if not isinstance(lifetime, int | float) or lifetime < 2 * DEFAULT_TOKEN_LIFETIME:
+        return None  # too short-lived to be worth sharing
+    return CachedToken(data, now, float(lifetime))
+
+
+def reusable(cached: CachedToken, now: float) -> bool:
+    """At least TOKEN_REUSE of the token's lifetime is left."""
+    return cached.issued + cached.lifetime - now >= cached.lifetime * TOKEN_REUSE
+
+
+def reused_token(cached: CachedToken, now: float) -> http.Response | None:
+    """The cached token for another anonymous client, with the lifetime it has left; None
+    once it is no longer reusable."""
+    if not reusable(cached, now):
+        return None
+    left = cached.issued + cached.lifetime - now
+    issued = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {**cached.body, "expires_in": int(left), "issued_at": issued}
+    return http.Response.make(200, json.dumps(body), {"Content-Type": "application/json"})
+
+
 def basic_auth(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
@@ -107,6 +156,10 @@ class TokenAuth:
         self.router = router
         # upstream base URL -> its Bearer challenge (realm, service)
         self.challenges: dict[str, Challenge] = {}
+        # upstream base URL -> time.monotonic() when the upstream last sent its challenge
+        self.challenged: dict[str, float] = {}
+        # upstream token URL (realm, service, scopes) -> an anonymous token answer
+        self.tokens: dict[str, CachedToken] = {}
         self.client: httpx.AsyncClient | None = None
 
     async def done(self) -> None:
@@ -115,7 +168,11 @@ class TokenAuth:
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
-        if flow.response or not i or i.get("op") != names.TOKEN:
+        if flow.response or not i:
+            return
+        if i.get("op") == names.PING:
+            return self._answer_ping(flow, i)
+        if i.get("op") != names.TOKEN:
             return
         registry = self.router.registry(flow, i["registry"])
         upstream = registry.upstream
@@ -141,6 +198,32 @@ class TokenAuth:
         # The client's own credentials (docker login) win over the route's.
         if registry.credentials and "Authorization" not in req.headers:
             req.headers["Authorization"] = basic_auth(*registry.credentials)
+        if req.method == "GET" and "Authorization" not in req.headers:
+            cached = self.tokens.get(req.url)
+            if cached and (reused := reused_token(cached, time.time())):
+                flow.response = reused
+                i["cached"] = "token"
+
+    def _answer_ping(self, flow: http.HTTPFlow, i: FlowInfo) -> None:
+        """An anonymous client's `/v2/` ping gets the upstream's challenge, as last learned,
+        without asking the upstream again: the first round trip of every pull."""
+        req = flow.request
+        if req.method not in ("GET", "HEAD") or "Authorization" in req.headers:
+            return
+        challenge = self.challenges.get(i["upstream"])
+        learned = self.challenged.get(i["upstream"], float("-inf"))
+        if not challenge or not challenge.is_bearer or time.monotonic() - learned > CHALLENGE_TTL:
+            return
+        params = {k: v for k, v in challenge.params.items() if k in ("realm", "service")}
+        realm = i["mirror"] + realm_path(i["style"], i["registry"])
+        resp = errors.error_response(
+            401, errors.UNAUTHORIZED, "authentication required", head=req.method == "HEAD"
+        )
+        resp.headers["WWW-Authenticate"] = format_challenge(
+            with_realm(Challenge("Bearer", params), realm)
+        )
+        flow.response = resp
+        i["cached"] = "challenge"
 
     def request(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
@@ -159,7 +242,7 @@ class TokenAuth:
         resp = flow.response
         if i["op"] == names.PING and API_VERSION not in resp.headers:
             resp.headers[API_VERSION] = "registry/2.0"
-        if resp.status_code != 401:
+        if resp.status_code != 401 or i.get("cached"):
             return
         realm = i["mirror"] + realm_path(i["style"], i["registry"])
         try:
@@ -169,14 +252,35 @@ class TokenAuth:
             return
         if rewritten:
             self.challenges[i["upstream"]], resp.headers["WWW-Authenticate"] = rewritten
+            self.challenged[i["upstream"]] = time.monotonic()
 
     def response(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
-        if not i or "error" not in i or not flow.response or flow.response.stream:
+        if not i or not flow.response or flow.response.stream:
+            return
+        if i.get("op") == names.TOKEN and "target" in i and not i.get("cached"):
+            self._remember_token(flow)
+        if "error" not in i:
             return
         flow.response = errors.error_response(
             502, errors.UNAVAILABLE, i["error"], head=flow.request.method == "HEAD"
         )
+
+    def _remember_token(self, flow: http.HTTPFlow) -> None:
+        """Keep an anonymous token answer from the upstream's realm for other clients."""
+        req, resp = flow.request, flow.response
+        assert resp is not None
+        now = time.time()
+        if req.method != "GET" or "Authorization" in req.headers or resp.status_code != 200:
+            return
+        cached = cacheable_token(resp.content or b"", now)
+        if cached is None:
+            return
+        if len(self.tokens) >= MAX_CACHED_TOKENS:
+            self.tokens = {k: t for k, t in self.tokens.items() if t.issued + t.lifetime > now}
+            if len(self.tokens) >= MAX_CACHED_TOKENS:
+                self.tokens.pop(next(iter(self.tokens)))
+        self.tokens[req.url] = cached
 
     async def _probe(self, flow: http.HTTPFlow, upstream: Upstream) -> Challenge | None:
         """Learn the upstream's realm from its `/v2/` challenge (once per upstream)."""
