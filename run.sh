@@ -66,7 +66,7 @@ case "${1:-}" in
     test)
         shift
         ensure_apt
-        ensure_venv "[test]"
+        ensure_venv "[test,bench]"  # tests/test_bench.py runs bench/run.py --quick
         "$VENV/bin/ruff" check .
         exec "$VENV/bin/python" -m pytest "$@"
         ;;

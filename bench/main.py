@@ -1,0 +1,218 @@
+"""Run the benchmark: start upstream, peer and mirror; measure; report."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from . import chart, profile, report, scenarios
+from .measure import curl_get, skopeo_pull
+from .plan import FULL, QUICK, Plan
+from .stack import Stack
+
+ROOT = Path(__file__).resolve().parents[1]
+logger = logging.getLogger("bench")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="./run.sh bench",
+        description="Benchmark regmirror beside direct pulls from the upstream and "
+        "distribution's pull-through proxy (all on 127.0.0.1).",
+    )
+    p.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (tests)")
+    p.add_argument("--reps", type=int, help="repetitions of each curl measurement")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder")
+    p.add_argument("--chart", type=Path, help="also write the chart here (e.g. docs/bench.png)")
+    p.add_argument(
+        "--mirror-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra mitmdump option for the mirror (repeatable), e.g. regmirror_read_size=65535",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the work folder (logs of every process)"
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of measuring, profile the mirror with py-spy under the large blob (curl, "
+        "skopeo) and under manifest HEADs; writes folded stacks and summaries to the results "
+        "folder",
+    )
+    return p.parse_args(argv)
+
+
+def machine() -> dict[str, Any]:
+    def run(*args: str) -> str:
+        try:
+            res = subprocess.run(args, capture_output=True, text=True, timeout=10)
+        except OSError:
+            return ""
+        return (
+            (res.stdout or res.stderr).strip().splitlines()[0] if (res.stdout or res.stderr) else ""
+        )
+
+    mem = ""
+    cpu = ""
+    try:
+        mem_kb = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal:")
+        )
+        mem = f"{mem_kb / 1024 / 1024:.1f} GiB"
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory": mem,
+        "kernel": platform.release(),
+        "os": run("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"),
+        "python": platform.python_version(),
+        "mitmproxy": run(str(Path(sys.executable).parent / "mitmdump"), "--version"),
+        "distribution": run("/usr/bin/docker-registry", "--version"),
+        "skopeo": run("skopeo", "--version"),
+        "curl": run("curl", "--version"),
+    }
+
+
+def _mirror_options(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--mirror-set {pair!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    plan: Plan = QUICK if args.quick else FULL
+    if args.reps:
+        plan = replace(plan, reps=args.reps)
+    options = _mirror_options(args.mirror_set)
+    started = time.monotonic()
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    work = Path(tempfile.mkdtemp(prefix="regmirror-bench-"))
+    logger.info("work folder %s", work)
+    timings: dict[str, float] = {}
+    raw: dict[str, Any] = {}
+    try:
+        stack = Stack.start(work / "stack", options)
+        try:
+            t = time.monotonic()
+            data = scenarios.setup(stack, plan, work / "setup")
+            timings["setup"] = time.monotonic() - t
+            logger.info("pushed test data in %.1f s", timings["setup"])
+            token = stack.pull_token(data.repos())
+            if args.profile:
+                return _profile(stack, data, plan, token, args.out / f"profile-{stamp}")
+            sections: dict[str, Callable[[], Any]] = {
+                "blob_curl": lambda: scenarios.blob_curl(stack, data, plan, token),
+                "blob_skopeo": lambda: scenarios.blob_skopeo(stack, data, plan, work / "skopeo"),
+                "small_requests": lambda: scenarios.small_requests(stack, data, plan, token),
+                "cold_pulls": lambda: scenarios.cold_pulls(stack, data, work / "pulls"),
+                "concurrency": lambda: scenarios.concurrency(
+                    stack, data, plan, token, work / "conc"
+                ),
+            }
+            for name, run in sections.items():
+                t = time.monotonic()
+                raw[name] = run()
+                timings[name] = time.monotonic() - t
+                logger.info("%s done in %.1f s", name, timings[name])
+        finally:
+            stack.stop()
+    finally:
+        if args.keep:
+            logger.info("kept %s", work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    rows, targets, scaling = report.summarize(raw, plan)
+    meta = {
+        "date": stamp,
+        "command": "./run.sh bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "mode": "quick" if args.quick else "full",
+        "plan": asdict(plan),
+        "mirror_options": options,
+        "machine": machine(),
+        "seconds": {**timings, "total": time.monotonic() - started},
+    }
+    table = report.markdown(rows, targets)
+    json_path = args.out / f"bench-{stamp}.json"
+    report.write_json(json_path, meta, raw, rows, targets, scaling)
+    shutil.copyfile(json_path, args.out / "latest.json")
+    (args.out / "latest.md").write_text(table)
+    title = (
+        f"regmirror benchmark {stamp} ({meta['mode']}): {meta['machine']['nproc']} cores, "
+        f"{meta['machine']['memory']}, kernel {meta['machine']['kernel']}, loopback"
+    )
+    png = args.out / f"bench-{stamp}.png"
+    chart.draw(png, raw, plan, targets, title)
+    if args.chart:
+        args.chart.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(png, args.chart)
+    print(table)
+    print(f"results: {json_path}\nchart:   {args.chart or png}")
+    print(f"total:   {meta['seconds']['total']:.0f} s")
+    return 0
+
+
+def _profile(stack: Stack, data: scenarios.Data, plan: Plan, token: str, out: Path) -> int:
+    """py-spy of the mirror: the large blob (curl, several times; skopeo, over TLS) and
+    manifest HEADs."""
+    image = data.images[plan.big]
+    blob_url = f"{stack.url('mirror')}/v2/{image.repo}/blobs/{image.layers[0].digest}"
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def blobs() -> None:
+        for _ in range(max(3, plan.reps)):
+            curl_get(blob_url, auth, plan.big)
+
+    def heads() -> None:
+        headers = {**auth, "Accept": image.manifest.media_type}
+        with httpx.Client(base_url=stack.url("mirror"), headers=headers) as client:
+            for _ in range(plan.small_requests * 3):
+                client.head(f"/v2/{image.repo}/manifests/1").raise_for_status()
+
+    def skopeo() -> None:
+        ref = f"{stack.host('mirror')}/{image.repo}:1"
+        skopeo_pull(stack.work / "profile-skopeo", ref)
+
+    texts = []
+    for name, load in (("blob", blobs), ("skopeo", skopeo), ("manifest-head", heads)):
+        folded = profile.record(stack.pid("mirror"), out / f"{name}.folded", load)
+        text = profile.summarize(folded)
+        (out / f"{name}.txt").write_text(text)
+        texts.append(f"== {name}\n{text}")
+    print("\n".join(texts))
+    print(f"profiles: {out}")
+    return 0

@@ -1,0 +1,304 @@
+"""The benchmark sections. Each measures direct, mirror and peer interleaved (the order
+rotates with every repetition) and returns plain data for the JSON report.
+
+The peer is distribution's pull-through cache: "peer_cold" is a fresh process with empty
+storage (it must fetch from the upstream, as the mirror always does), "peer_warm" the same
+process right after, serving from its own storage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.images import build_two_platform, push
+from tests.support.tokenserver import PUSHER_CREDS
+
+from .blobs import Blob, Image, Pusher
+from .measure import (
+    GiB,
+    Sampler,
+    Transfer,
+    UpstreamCounter,
+    curl_get,
+    curl_parallel,
+    latencies,
+    median,
+    percentile,
+    skopeo_pull,
+)
+from .plan import Plan, size_label
+from .stack import TARGETS, Stack
+
+logger = logging.getLogger("bench")
+
+Record = dict[str, Any]
+PEERS = ("peer", "peer_tls")
+SERIES_POINTS = 400  # RSS samples kept for the chart
+
+
+@dataclass
+class Data:
+    """What setup() pushed to the upstream."""
+
+    images: dict[int, Image]  # one single-layer image per blob size: bench/blob-<size>:1
+    many_repo: str
+    many: list[Blob]  # blobs for the concurrency section
+    multi: list[str]  # multi-arch images for cold pulls, one per repetition
+
+    def repos(self) -> list[str]:
+        return [*(i.repo for i in self.images.values()), self.many_repo, *self.multi]
+
+
+def rotated(targets: Sequence[str], rep: int) -> list[str]:
+    k = rep % len(targets)
+    return [*targets[k:], *targets[:k]]
+
+
+def setup(stack: Stack, plan: Plan, work: Path) -> Data:
+    repos = [f"bench/blob-{size_label(s)}" for s in plan.sizes]
+    many_repo = "bench/many"
+    images: dict[int, Image] = {}
+    with Pusher(stack.upstream.url, stack.push_token([*repos, many_repo])) as pusher:
+        for seed, (size, repo) in enumerate(zip(plan.sizes, repos, strict=True), start=1):
+            layer = pusher.blob(repo, size, seed)
+            images[size] = pusher.image(repo, "1", [layer])
+        many = [
+            pusher.blob(many_repo, plan.concurrent_blob, 1000 + i)
+            for i in range(max(plan.concurrency))
+        ]
+    multi = []
+    for i in range(plan.pull_reps):
+        repo = f"bench/multi-{i}"
+        image = build_two_platform(work / "layouts" / repo, f"multi{i}")
+        push(image, f"{stack.upstream.host}/{repo}:1", work / "push", creds=PUSHER_CREDS)
+        multi.append(repo)
+    return Data(images, many_repo, many, multi)
+
+
+# ------------------------------------------------------------------------------------------
+# blobs: curl and skopeo
+# ------------------------------------------------------------------------------------------
+
+
+def _each_target(
+    stack: Stack,
+    reps: int,
+    measure: Callable[[str, int], Record],
+    targets: Sequence[str] = TARGETS,
+) -> dict[str, list[Record]]:
+    """measure(target, rep) for every target and repetition, interleaved; peers twice
+    (cold, then warm)."""
+    out: dict[str, list[Record]] = {}
+    for t in targets:
+        out.update({f"{t}_cold": [], f"{t}_warm": []} if t in PEERS else {t: []})
+    for rep in range(reps):
+        for target in rotated(targets, rep):
+            if target in PEERS:
+                stack.restart_peer(target)
+                out[f"{target}_cold"].append(measure(target, rep))
+                out[f"{target}_warm"].append(measure(target, rep))
+            else:
+                out[target].append(measure(target, rep))
+    return out
+
+
+def _base_url(stack: Stack, target: str) -> tuple[str, int]:
+    """URL and serving PID of a target; "mirror_tls" is the mirror over TLS (mitmproxy
+    answers TLS on the same port with a certificate of its own CA)."""
+    if target == "mirror_tls":
+        return f"https://{stack.host('mirror')}", stack.pid("mirror")
+    return stack.url(target), stack.pid(target)
+
+
+def _usage_record(seconds: float, size: int, sampler: Sampler) -> Record:
+    front, upstream = sampler.usage["front"], sampler.usage["upstream"]
+    return {
+        "seconds": seconds,
+        "bytes": size,
+        "mb_per_s": size / seconds / 1e6,
+        "front_cpu_s": front.cpu_seconds,
+        "front_cpu_s_per_gib": front.cpu_seconds / (size / GiB),
+        "upstream_cpu_s": upstream.cpu_seconds,
+        "front_peak_rss": front.peak_rss,
+        "front_sampled_peak_rss": front.sampled_peak_rss,
+    }
+
+
+def _downsample(series: list[tuple[float, int]]) -> list[tuple[float, int]]:
+    step = max(1, len(series) // SERIES_POINTS)
+    return series[::step]
+
+
+def blob_curl(stack: Stack, data: Data, plan: Plan, token: str) -> dict[str, Any]:
+    """GET each blob size with curl to /dev/null; CPU and peak RSS of the serving process.
+    The large blob also as "mirror_tls": through the mirror over TLS."""
+    out: dict[str, Any] = {}
+    for size in plan.sizes:
+        image = data.images[size]
+        layer = image.layers[0]
+        path = f"/v2/{image.repo}/blobs/{layer.digest}"
+
+        def measure(target: str, rep: int, path: str = path, size: int = size) -> Record:
+            keep = target == "mirror" and rep == 0 and size == plan.big
+            base, pid = _base_url(stack, target)
+            pids = {"front": pid, "upstream": stack.upstream_pid}
+            with Sampler(pids, keep_series=keep) as sampler:
+                t = curl_get(base + path, {"Authorization": f"Bearer {token}"}, size)
+            record = _usage_record(t.seconds, size, sampler)
+            if keep:
+                record["front_rss_series"] = _downsample(sampler.usage["front"].series)
+            return record
+
+        logger.info("blob %s with curl", size_label(size))
+        # The large blob also goes through the mirror over TLS, as skopeo and docker use it.
+        targets = (*TARGETS, "mirror_tls") if size == plan.big else TARGETS
+        out[size_label(size)] = _each_target(stack, plan.reps, measure, targets)
+    return out
+
+
+def blob_skopeo(stack: Stack, data: Data, plan: Plan, work: Path) -> dict[str, Any]:
+    """`skopeo copy docker://... dir:` of the image holding the large blob. skopeo speaks
+    TLS to the mirror (mitmproxy answers TLS on its port) but plain HTTP to distribution, so
+    a peer serving TLS ("peer_tls") is measured too."""
+    image = data.images[plan.big]
+
+    def measure(target: str, rep: int) -> Record:
+        pids = {"front": stack.pid(target), "upstream": stack.upstream_pid}
+        with Sampler(pids) as sampler:
+            pull = skopeo_pull(
+                work / f"skopeo-{target}-{rep}", f"{stack.host(target)}/{image.repo}:1"
+            )
+        return {
+            **_usage_record(pull.seconds, plan.big, sampler),
+            "client_cpu_s": pull.client_cpu_s,
+        }
+
+    logger.info("blob %s with skopeo", size_label(plan.big))
+    targets = (*TARGETS, "peer_tls")
+    return {size_label(plan.big): _each_target(stack, plan.slow_reps, measure, targets)}
+
+
+# ------------------------------------------------------------------------------------------
+# small requests
+# ------------------------------------------------------------------------------------------
+
+
+def small_requests(stack: Stack, data: Data, plan: Plan, token: str) -> dict[str, Any]:
+    """Manifest HEAD by tag and GET by digest over one keep-alive connection per target,
+    with a token that is already valid. A slow target gets fewer requests (small_seconds)."""
+    image = data.images[plan.big]
+    kinds = {
+        "manifest_head": ("HEAD", f"/v2/{image.repo}/manifests/1"),
+        "manifest_get_digest": ("GET", f"/v2/{image.repo}/manifests/{image.manifest.digest}"),
+    }
+    headers = {"Authorization": f"Bearer {token}", "Accept": image.manifest.media_type}
+    clients = {t: httpx.Client(base_url=stack.url(t), headers=headers, timeout=30) for t in TARGETS}
+    out: dict[str, Any] = {}
+    try:
+        for kind, (method, path) in kinds.items():
+            samples: dict[str, list[float]] = {t: [] for t in TARGETS}
+            rep_p50: dict[str, list[float]] = {t: [] for t in TARGETS}
+            for target in TARGETS:
+                latencies(clients[target], method, path, plan.warmup_requests)
+            for rep in range(plan.small_reps):
+                for target in rotated(TARGETS, rep):
+                    got = latencies(
+                        clients[target], method, path, plan.small_requests, plan.small_seconds
+                    )
+                    samples[target] += got
+                    rep_p50[target].append(median(got) * 1000)
+            out[kind] = {
+                t: {
+                    "n": len(samples[t]),
+                    "p50_ms": percentile(samples[t], 50) * 1000,
+                    "p99_ms": percentile(samples[t], 99) * 1000,
+                    "rep_p50_ms": rep_p50[t],
+                }
+                for t in TARGETS
+            }
+            logger.info(
+                "%s p50: %s",
+                kind,
+                ", ".join(f"{t} {out[kind][t]['p50_ms']:.2f} ms" for t in TARGETS),
+            )
+    finally:
+        for client in clients.values():
+            client.close()
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# cold pulls of a multi-arch image
+# ------------------------------------------------------------------------------------------
+
+
+def cold_pulls(stack: Stack, data: Data, work: Path) -> dict[str, list[Record]]:
+    """skopeo copy --all of a multi-arch image none of them served before, and the round
+    trips the upstream (registry and token service) saw for it. For "direct" those are the
+    client's own requests. Then another client pulls the same image again through the
+    mirror and the peer ("mirror_again", "peer_again"): what their caches save."""
+    counter = UpstreamCounter(stack.upstream, stack.token_server)
+    out: dict[str, list[Record]] = {t: [] for t in (*TARGETS, "mirror_again", "peer_again")}
+
+    def pull(target: str, repo: str, rep: int, key: str) -> None:
+        counter.mark()
+        ref = f"{stack.host(target)}/{repo}:1"
+        result = skopeo_pull(work / f"pull-{key}-{rep}", ref, multi_arch=True)
+        counts = counter.count()
+        out[key].append(
+            {
+                "seconds": result.seconds,
+                "client_cpu_s": result.client_cpu_s,
+                "round_trips": counts,
+                "total": sum(counts.values()),
+            }
+        )
+
+    for rep, repo in enumerate(data.multi):
+        for target in rotated(TARGETS, rep):
+            pull(target, repo, rep, target)
+        for target in ("mirror", "peer"):
+            pull(target, repo, rep, f"{target}_again")
+    logger.info(
+        "cold pull round trips: %s",
+        ", ".join(f"{t} {out[t][0]['total']}" for t in out),
+    )
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# concurrency
+# ------------------------------------------------------------------------------------------
+
+
+def concurrency(stack: Stack, data: Data, plan: Plan, token: str, work: Path) -> dict[str, Any]:
+    """N clients (one connection each) pulling N different blobs at once; every digest is
+    checked after the transfer."""
+    out: dict[str, Any] = {}
+    for n in plan.concurrency:
+        blobs = data.many[:n]
+
+        def measure(target: str, rep: int, blobs: list[Blob] = blobs, n: int = n) -> Record:
+            urls = [f"{stack.url(target)}/v2/{data.many_repo}/blobs/{b.digest}" for b in blobs]
+            pids = {"front": stack.pid(target), "upstream": stack.upstream_pid}
+            with Sampler(pids) as sampler:
+                t: Transfer = curl_parallel(
+                    urls,
+                    {"Authorization": f"Bearer {token}"},
+                    work / f"conc-{n}-{target}-{rep}",
+                    [b.digest for b in blobs],
+                )
+            record = _usage_record(t.seconds, t.size, sampler)
+            record["clients"] = n
+            record["verified"] = n
+            return record
+
+        logger.info("%d clients", n)
+        out[str(n)] = _each_target(stack, plan.slow_reps, measure)
+    return out

@@ -1,0 +1,169 @@
+"""The three registries under test, all on 127.0.0.1, started and stopped by PID:
+
+- `direct`: the upstream itself, distribution 2.8 with Docker-Hub-style token auth;
+- `mirror`: regmirror (`mitmdump -s addon/mirror.py`) in front of the upstream;
+- `peer`: distribution's own pull-through cache (`proxy.remoteurl`) in front of the upstream.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.support.mirror import Mirror
+from tests.support.registry import Registry, start_proxy_registry, start_token_registry
+from tests.support.tokenserver import USERS, TokenServer
+
+TARGETS = ("direct", "mirror", "peer")
+TOKEN_LIFETIME = 3600  # seconds: longer than the whole benchmark
+
+
+class TlsProxyRegistry(Registry):
+    """distribution's pull-through cache serving TLS (skopeo then speaks TLS to it, as it
+    does to the mirror, whose port answers TLS too)."""
+
+    def __init__(self, base_dir: Path, remote_url: str, cert: Path, key: Path) -> None:
+        super().__init__(base_dir, "proxy", remote_url=remote_url, name="registry-proxy-tls")
+        self.cert, self.key = cert, key
+
+    def config(self) -> dict[str, Any]:
+        cfg = super().config()
+        cfg["http"]["tls"] = {"certificate": str(self.cert), "key": str(self.key)}
+        return cfg
+
+
+def self_signed(cert: Path, key: Path) -> None:
+    """A certificate for 127.0.0.1 (clients here do not verify it)."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(private, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+@dataclass
+class Stack:
+    work: Path
+    token_server: TokenServer
+    upstream: Registry
+    mirror: Mirror
+    peer: Registry
+    peer_starts: int = field(default=1)
+    peer_tls: TlsProxyRegistry | None = None
+
+    @classmethod
+    def start(cls, work: Path, mirror_options: Mapping[str, str] | None = None) -> Stack:
+        work.mkdir(parents=True, exist_ok=True)
+        token_server = TokenServer(work / "token", users=USERS, expires_in=TOKEN_LIFETIME).start()
+        started: list[Registry | Mirror] = []
+        try:
+            upstream = start_token_registry(work / "upstream", token_server)
+            started.append(upstream)
+            config = work / "mirror.toml"
+            config.write_text(f'[registries."docker.io"]\nurl = "{upstream.url}"\n')
+            options = {"regmirror_config": str(config), **(mirror_options or {})}
+            mirror = Mirror(work / "mirror", upstream.url, options).start()
+            started.append(mirror)
+            peer = start_proxy_registry(work / "peer-1", upstream.url)
+            return cls(work, token_server, upstream, mirror, peer)
+        except BaseException:
+            for proc in reversed(started):
+                proc.stop()
+            token_server.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.peer_tls is not None:
+            self.peer_tls.stop()
+        self.peer.stop()
+        self.mirror.stop()
+        self.upstream.stop()
+        self.token_server.stop()
+
+    def host(self, target: str) -> str:
+        """host:port of a target (the peer's changes when it restarts)."""
+        if target == "peer_tls":
+            assert self.peer_tls is not None
+            return self.peer_tls.host
+        return {"direct": self.upstream.host, "mirror": self.mirror.host, "peer": self.peer.host}[
+            target
+        ]
+
+    def url(self, target: str) -> str:
+        return f"http://{self.host(target)}"
+
+    def pid(self, target: str) -> int:
+        """The process a client of `target` talks to."""
+        if target == "peer_tls":
+            assert self.peer_tls is not None and self.peer_tls.proc is not None
+            return self.peer_tls.proc.pid
+        return {
+            "direct": self.upstream_pid,
+            "mirror": self.mirror.pid,
+            "peer": self._peer_pid(),
+        }[target]
+
+    @property
+    def upstream_pid(self) -> int:
+        assert self.upstream.proc is not None
+        return self.upstream.proc.pid
+
+    def _peer_pid(self) -> int:
+        assert self.peer.proc is not None
+        return self.peer.proc.pid
+
+    def restart_peer(self, target: str = "peer") -> None:
+        """A cold peer: a new process with empty storage (the old one's is deleted)."""
+        old: Registry | None = self.peer_tls if target == "peer_tls" else self.peer
+        if old is not None:
+            old.stop()
+            shutil.rmtree(old.base_dir, ignore_errors=True)
+        self.peer_starts += 1
+        base = self.work / f"{target}-{self.peer_starts}"
+        if target == "peer_tls":
+            base.mkdir(parents=True)
+            cert, key = base / "cert.pem", base / "key.pem"
+            self_signed(cert, key)
+            self.peer_tls = TlsProxyRegistry(base, self.upstream.url, cert, key)
+            self.peer_tls.start()
+        else:
+            self.peer = start_proxy_registry(base, self.upstream.url)
+
+    def pull_token(self, repos: list[str]) -> str:
+        """An anonymous pull token for `repos`, as the upstream's token service issues it."""
+        scopes = [f"repository:{r}:pull" for r in repos]
+        return self.token_server.issue_token(None, scopes=scopes)
+
+    def push_token(self, repos: list[str]) -> str:
+        access = [{"type": "repository", "name": r, "actions": ["pull", "push"]} for r in repos]
+        return self.token_server.issue_token("pusher", access=access)
