@@ -1,5 +1,5 @@
 import pytest
-from regmirror.routes import Upstream, lookup, mirror_base, parse_route, parse_upstream
+from regmirror.routes import Upstream, mirror_base, parse_route, parse_upstream
 
 
 def test_parse_upstream():
@@ -21,18 +21,14 @@ def test_parse_upstream_rejects(url):
         parse_upstream(url)
 
 
-def test_parse_route_and_lookup():
-    routes = dict(
-        [
-            parse_route("Hub.Example=https://registry-1.docker.io"),
-            parse_route("ghcr.example:5000=https://ghcr.io"),
-        ]
+def test_parse_route():
+    host, upstream = parse_route("Hub.Example=https://registry-1.docker.io")
+    assert (host, upstream.host, upstream.dockerhub) == (
+        "hub.example",
+        "registry-1.docker.io",
+        True,
     )
-    assert lookup(routes, "hub.example:5000").host == "registry-1.docker.io"
-    assert lookup(routes, "HUB.example").host == "registry-1.docker.io"
-    assert lookup(routes, "ghcr.example:5000").host == "ghcr.io"
-    assert lookup(routes, "ghcr.example") is None
-    assert lookup(routes, "other") is None
+    assert parse_route("ghcr.example:5000=https://ghcr.io")[0] == "ghcr.example:5000"
     for bad in ("nohost", "=https://x", "a b=https://x", "h=notaurl"):
         with pytest.raises(ValueError):
             parse_route(bad)

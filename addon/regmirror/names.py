@@ -5,6 +5,8 @@ the distribution spec (https://github.com/distribution/distribution/blob/main/do
 import re
 from typing import NamedTuple
 
+from . import errors
+
 MAX_NAME_LENGTH = 255
 MAX_PATH_LENGTH = 4096
 
@@ -83,7 +85,7 @@ def parse_api_path(path: str) -> ApiPath | None:
     names an endpoint with a malformed repository name or reference.
     """
     if len(path) > MAX_PATH_LENGTH:
-        raise InvalidRequest("NAME_INVALID", "request path too long")
+        raise InvalidRequest(errors.NAME_INVALID, "request path too long")
     if path in ("/v2", "/v2/"):
         return ApiPath(PING)
     if path == "/v2/auth":
@@ -95,7 +97,7 @@ def parse_api_path(path: str) -> ApiPath | None:
         return None
     name = m["name"]
     if not valid_name(name):
-        raise InvalidRequest("NAME_INVALID", f"invalid repository name {name[:300]!r}")
+        raise InvalidRequest(errors.NAME_INVALID, f"invalid repository name {name[:300]!r}")
     if m["upload"]:
         return ApiPath(UPLOAD, name)
     if m["tags"]:
@@ -107,8 +109,8 @@ def parse_api_path(path: str) -> ApiPath | None:
     if kind != MANIFEST and valid_digest(ref):
         return ApiPath(kind, name, ref)
     if kind == MANIFEST and ":" not in ref:
-        raise InvalidRequest("TAG_INVALID", f"invalid tag {ref[:300]!r}")
-    raise InvalidRequest("DIGEST_INVALID", f"invalid digest {ref[:300]!r}")
+        raise InvalidRequest(errors.TAG_INVALID, f"invalid tag {ref[:300]!r}")
+    raise InvalidRequest(errors.DIGEST_INVALID, f"invalid digest {ref[:300]!r}")
 
 
 def with_library(name: str) -> str:

@@ -2,7 +2,7 @@
 
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import NamedTuple
 
 DOCKER_HUB_HOSTS = ("registry-1.docker.io", "index.docker.io", "docker.io")
@@ -53,15 +53,6 @@ def parse_route(
 
 def valid_host(host: str) -> bool:
     return _HOST_RE.fullmatch(host) is not None
-
-
-def lookup(routes: Mapping[str, Upstream], host: str) -> Upstream | None:
-    """The route for a Host header: exact `host:port` first, then the host name alone."""
-    host = host.lower()
-    if host in routes:
-        return routes[host]
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    return routes.get(name)
 
 
 def mirror_base(
