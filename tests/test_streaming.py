@@ -44,6 +44,9 @@ async def test_connections_get_large_reads():
         class Transport:
             max_size = 256 * 1024
 
+            def is_closing(self) -> bool:  # asked by StreamWriter.__del__
+                return True
+
         class Writer(asyncio.StreamWriter):
             def __init__(self) -> None:
                 self._transport = Transport()
