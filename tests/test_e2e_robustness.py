@@ -2,6 +2,8 @@
 hangs or contacts anything but its upstreams."""
 
 import socket
+import threading
+import time
 
 import httpx
 import pytest
@@ -66,3 +68,44 @@ def test_broken_headers_and_hosts(mirror):
     assert httpx.get(f"{mirror.url}/v2/", timeout=20).status_code == 401
     log = mirror.log_text()
     assert "Traceback" not in log and "Addon error" not in log
+
+
+@pytest.fixture
+def stalling_upstream():
+    """An upstream that accepts connections and never answers (an overloaded or broken
+    registry; the internet's failure modes cannot be reached from here, so this stands in)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_silent_upstream_gets_504(mirror_factory, stalling_upstream):
+    mirror = mirror_factory(stalling_upstream, {"regmirror_response_timeout": 1})
+    started = time.monotonic()
+    r = httpx.get(f"{mirror.url}/v2/x/manifests/1", timeout=30)
+    assert time.monotonic() - started < 10
+    assert r.status_code == 504
+    err = r.json()["errors"][0]
+    assert err["code"] == "UNAVAILABLE" and "no response within 1 s" in err["message"]
+    assert "timed out: no response within 1 s" in mirror.log_text()
+    # the token realm probe has its own bound (regmirror_upstream_timeout)
+    mirror2 = mirror_factory(stalling_upstream, {"regmirror_upstream_timeout": 1})
+    r = httpx.get(f"{mirror2.url}/v2/auth?scope=repository:x:pull", timeout=30)
+    assert r.status_code == 504

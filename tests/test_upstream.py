@@ -23,6 +23,8 @@ def test_required_settings_are_turned_on():
         assert tctx.options.stream_large_bodies == "5m"  # the user's own size is kept
         with pytest.raises(exceptions.OptionsError):
             tctx.configure(u, regmirror_upstream_timeout=0)
+        with pytest.raises(exceptions.OptionsError):
+            tctx.configure(u, regmirror_response_timeout=-1)
 
 
 def test_error_pages_are_registry_errors():
@@ -82,11 +84,11 @@ async def test_connect_timeout_and_refusal(monkeypatch):
         await asyncio.sleep(60)
 
     with taddons.context(u) as tctx:
-        tctx.configure(u, regmirror_upstream_timeout=0.05)
+        tctx.configure(u, regmirror_upstream_timeout=1)
         d = hook_data("127.0.0.1", 9)
         await u.server_connect(d)  # nothing listens on the discard port
         assert d.server.error.startswith("cannot connect to 127.0.0.1:9")
         monkeypatch.setattr(upstream.asyncio, "open_connection", never)
         d = hook_data("blackhole.example", 443)
         await u.server_connect(d)
-        assert d.server.error == "connection to blackhole.example:443 timed out after 0.05 s"
+        assert d.server.error == "connection to blackhole.example:443 timed out after 1 s"

@@ -1,7 +1,8 @@
 """The mitmproxy settings the mirror depends on, and upstream connections: TLS name,
-connect timeout, and registry-format answers when an upstream cannot be reached."""
+connect and response timeouts, and registry-format answers when an upstream fails."""
 
 import asyncio
+import contextvars
 import ipaddress
 import logging
 import time
@@ -12,6 +13,7 @@ from mitmproxy.proxy import server_hooks
 from mitmproxy.proxy.layers.http import _http1, _http2
 
 from . import errors
+from .flowinfo import KEY
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +22,11 @@ logger = logging.getLogger(__name__)
 REQUIRED = {"keep_host_header": True, "connection_strategy": "lazy"}
 DEFAULT_STREAM_LARGE_BODIES = "1m"
 REACHABLE_TTL = 60.0  # seconds an upstream address counts as reachable after a connect
+TIMEOUT_KEY = "regmirror.timeout"  # flow.metadata: why the mirror gave up on the upstream
+
+# The message of the error answer mitmproxy is about to send for the flow whose `error` hook
+# runs in this task (hooks and the answer that follows them share an asyncio task).
+_error_message: contextvars.ContextVar[str] = contextvars.ContextVar("regmirror_error", default="")
 
 
 def error_page(status: int, message: str) -> tuple[int, bytes]:
@@ -31,8 +38,14 @@ def error_page(status: int, message: str) -> tuple[int, bytes]:
     return status, errors.error_body(code, f"{reason}: {message}" if message else reason)
 
 
+def _our_message(message: str) -> str:
+    ours = _error_message.get()
+    _error_message.set("")
+    return ours or message
+
+
 def _http1_error_response(status_code: int, message: str = "") -> bytes:
-    status, body = error_page(status_code, message)
+    status, body = error_page(status_code, _our_message(message))
     resp = http.Response.make(
         status,
         body,
@@ -42,7 +55,7 @@ def _http1_error_response(status_code: int, message: str = "") -> bytes:
 
 
 def _http2_error_body(status_code: int, message: str) -> bytes:
-    return error_page(status_code, message)[1]
+    return error_page(status_code, _our_message(message))[1]
 
 
 def install_error_pages() -> None:
@@ -56,15 +69,26 @@ def install_error_pages() -> None:
 class UpstreamConnections:
     def __init__(self) -> None:
         self.reachable: dict[tuple[str, int], float] = {}
+        self.waiting: dict[str, asyncio.TimerHandle] = {}  # flow id -> its response timeout
 
     def load(self, loader) -> None:
         loader.add_option(
             "regmirror_upstream_timeout",
-            float,
-            15.0,
+            int,
+            15,
             """
             Seconds to wait for an upstream registry (or token realm, or redirect target) to
             accept a connection. A slower upstream gets 504 in the registry's error format.
+            """,
+        )
+        loader.add_option(
+            "regmirror_response_timeout",
+            int,
+            60,
+            """
+            Seconds to wait for an upstream's response headers once a request is sent. Then
+            the mirror closes that upstream connection and the client gets 504 (502 over
+            HTTP/2) in the registry's error format. 0: wait as long as mitmproxy does.
             """,
         )
         install_error_pages()
@@ -72,6 +96,8 @@ class UpstreamConnections:
     def configure(self, updated: set[str]) -> None:
         if "regmirror_upstream_timeout" in updated and ctx.options.regmirror_upstream_timeout <= 0:
             raise exceptions.OptionsError("regmirror_upstream_timeout must be positive")
+        if "regmirror_response_timeout" in updated and ctx.options.regmirror_response_timeout < 0:
+            raise exceptions.OptionsError("regmirror_response_timeout must be 0 or more")
         wrong = {k: v for k, v in REQUIRED.items() if getattr(ctx.options, k) != v}
         if ctx.options.stream_large_bodies is None:
             wrong["stream_large_bodies"] = DEFAULT_STREAM_LARGE_BODIES
@@ -97,6 +123,39 @@ class UpstreamConnections:
         else:
             writer.close()
             self.reachable[(host, port)] = time.monotonic() + REACHABLE_TTL
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        timeout = ctx.options.regmirror_response_timeout
+        if flow.response or flow.error or not flow.live or not timeout or KEY not in flow.metadata:
+            return
+        self.waiting[flow.id] = asyncio.get_running_loop().call_later(timeout, self._expire, flow)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if timer := self.waiting.pop(flow.id, None):
+            timer.cancel()
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self.responseheaders(flow)
+        if TIMEOUT_KEY in flow.metadata and flow.error and not flow.response:
+            flow.error.msg = flow.metadata[TIMEOUT_KEY]
+            _error_message.set(flow.metadata[TIMEOUT_KEY])
+
+    def _expire(self, flow: http.HTTPFlow) -> None:
+        """No response headers in time: close the upstream connection. mitmproxy then fails
+        the flow, and its error answer carries the timeout (see `error`)."""
+        self.waiting.pop(flow.id, None)
+        if flow.response or flow.error or not flow.live:
+            return
+        proxyserver = ctx.master.addons.get("proxyserver")
+        handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
+        if handler is None or flow.server_conn not in handler.transports:
+            return
+        timeout = ctx.options.regmirror_response_timeout
+        flow.metadata[TIMEOUT_KEY] = (
+            f"upstream {flow.request.host}:{flow.request.port} timed out: "
+            f"no response within {timeout:g} s"
+        )
+        handler.close_connection(flow.server_conn)
 
 
 def _is_ip(host: str) -> bool:
