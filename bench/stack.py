@@ -7,68 +7,18 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from tests.support.certs import self_signed
 from tests.support.mirror import Mirror
 from tests.support.registry import Registry, start_proxy_registry, start_token_registry
 from tests.support.tokenserver import USERS, TokenServer
 
 TARGETS = ("direct", "mirror", "peer")
 TOKEN_LIFETIME = 3600  # seconds: longer than the whole benchmark
-
-
-class TlsProxyRegistry(Registry):
-    """distribution's pull-through cache serving TLS (skopeo then speaks TLS to it, as it
-    does to the mirror, whose port answers TLS too)."""
-
-    def __init__(self, base_dir: Path, remote_url: str, cert: Path, key: Path) -> None:
-        super().__init__(base_dir, "proxy", remote_url=remote_url, name="registry-proxy-tls")
-        self.cert, self.key = cert, key
-
-    def config(self) -> dict[str, Any]:
-        cfg = super().config()
-        cfg["http"]["tls"] = {"certificate": str(self.cert), "key": str(self.key)}
-        return cfg
-
-
-def self_signed(cert: Path, key: Path) -> None:
-    """A certificate for 127.0.0.1 (clients here do not verify it)."""
-    private = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(private, hashes.SHA256())
-    )
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
 
 
 @dataclass
@@ -79,7 +29,7 @@ class Stack:
     mirror: Mirror
     peer: Registry
     peer_starts: int = field(default=1)
-    peer_tls: TlsProxyRegistry | None = None
+    peer_tls: Registry | None = None
 
     @classmethod
     def start(cls, work: Path, mirror_options: Mapping[str, str] | None = None) -> Stack:
@@ -154,7 +104,13 @@ class Stack:
             base.mkdir(parents=True)
             cert, key = base / "cert.pem", base / "key.pem"
             self_signed(cert, key)
-            self.peer_tls = TlsProxyRegistry(base, self.upstream.url, cert, key)
+            self.peer_tls = Registry(
+                base,
+                "proxy",
+                remote_url=self.upstream.url,
+                tls=(cert, key),
+                name="registry-proxy-tls",
+            )
             self.peer_tls.start()
         else:
             self.peer = start_proxy_registry(base, self.upstream.url)

@@ -11,8 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.certs import self_signed
 from tests.support.clients import CommandError, write_hosts_toml
+from tests.support.images import push
 from tests.support.procs import wait_until
+from tests.support.registry import Registry
 
 pytestmark = pytest.mark.e2e
 
@@ -207,3 +210,23 @@ def test_unreachable_upstream_is_502_in_registry_format(mirror_factory, tmp_path
     assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
     r = httpx.get(f"{mirror.url}/v2/auth?scope=repository:x:pull", timeout=30)
     assert r.status_code == 502
+
+
+def test_tls_upstream_is_verified_under_its_own_name(mirror_factory, tmp_path, images, skopeo):
+    """Like registry-1.docker.io: an https upstream whose certificate the mirror verifies.
+    The client speaks TLS to the mirror as `localhost` (skopeo tries HTTPS first), while the
+    upstream is checked against its own name (here its IP address), not the client's."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    self_signed(cert, key)
+    upstream = Registry(tmp_path / "tls-registry", "plain", tls=(cert, key), name="registry-tls")
+    with upstream.start():
+        push(images["org/app"], f"{upstream.host}/org/app:1", tmp_path / "push")
+        trusted = mirror_factory(upstream.url, {"ssl_verify_upstream_trusted_ca": str(cert)})
+        data = skopeo.inspect(f"localhost:{trusted.port}/org/app:1")
+        assert data["Digest"] == images["org/app"].digest
+        assert "pull manifest" in trusted.log_text()
+        # verification is real: without the CA the upstream is refused
+        untrusted = mirror_factory(upstream.url)
+        r = httpx.get(f"{untrusted.url}/v2/org/app/manifests/1", timeout=30)
+        assert r.status_code == 502
+        assert "certificate" in r.json()["errors"][0]["message"].lower()

@@ -47,7 +47,9 @@ class Registry(Service):
         remote_username: str | None = None,
         remote_password: str | None = None,
         name: str = "registry",
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
+        """tls: (certificate, key) PEM files to serve HTTPS instead of plain HTTP."""
         if kind not in ("plain", "token", "proxy"):
             raise ValueError(f"unknown registry kind {kind!r}")
         if kind == "token" and token_server is None:
@@ -64,6 +66,7 @@ class Registry(Service):
         self.remote_url = remote_url
         self.remote_username = remote_username
         self.remote_password = remote_password
+        self.tls = tls
         self.port = free_port()
         self.proc: Proc | None = None
 
@@ -73,7 +76,7 @@ class Registry(Service):
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {
@@ -106,6 +109,8 @@ class Registry(Service):
                 proxy["username"] = self.remote_username
                 proxy["password"] = self.remote_password or ""
             cfg["proxy"] = proxy
+        if self.tls:
+            cfg["http"]["tls"] = {"certificate": str(self.tls[0]), "key": str(self.tls[1])}
         return cfg
 
     def start(self, timeout: float = 15.0) -> Registry:
