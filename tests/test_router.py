@@ -160,3 +160,23 @@ def test_other_modes_ignored():
         f = tflow.tflow()
         r.requestheaders(f)
         assert KEY not in f.metadata and f.response is None
+
+
+def test_config_file_and_reload_command(tmp_path, caplog):
+    cfg = tmp_path / "mirror.toml"
+    cfg.write_text('[registries."lab.example"]\nurl = "http://127.0.0.1:5001"\n')
+    r = Router()
+    with taddons.context(r) as tctx:
+        tctx.configure(r, regmirror_config=str(cfg))
+        f = routed(r, "GET", "/v2/lab.example/team/app/manifests/1")
+        assert f.request.url == "http://127.0.0.1:5001/v2/team/app/manifests/1"
+        cfg.write_text('[registries."lab.example"]\nurl = "http://127.0.0.1:5002"\n')
+        tctx.command(r.reload)
+        f = routed(r, "GET", "/v2/lab.example/team/app/manifests/1")
+        assert f.request.url == "http://127.0.0.1:5002/v2/team/app/manifests/1"
+        cfg.write_text("[mirror\n")  # broken: the previous configuration stays
+        tctx.command(r.reload)
+        assert "keeping the previous configuration" in caplog.text
+        assert routed(r, "GET", "/v2/lab.example/a/manifests/1").request.port == 5002
+        with pytest.raises(exceptions.OptionsError, match="regmirror_config: .*mirror.toml"):
+            tctx.configure(r, regmirror_config=str(cfg))
