@@ -15,6 +15,7 @@ def reverse_flow(
 ) -> http.HTTPFlow:
     """A flow received by `--mode reverse:UPSTREAM` with `Host: host`, before any hook ran."""
     mode = ProxyMode.parse(f"reverse:{upstream}")
+    framing = {"content_length": str(len(content))} if content else {}
     target_host, target_port = mode.address
     req = tutils.treq(
         method=method.encode(),
@@ -23,7 +24,7 @@ def reverse_flow(
         port=target_port,
         authority=b"",
         path=path.encode(),
-        headers=http.Headers(host=host, **(headers or {})),
+        headers=http.Headers(host=host, **framing, **(headers or {})),
         content=content,
     )
     f = tflow.tflow(req=req)

@@ -110,7 +110,12 @@ def test_token_scopes_from_query_and_form():
         assert t.comment == "token repository:library/nginx:pull"
         form = b"grant_type=password&scope=repository%3Aa%3Apull+repository%3Ab%3Apull"
         p = reverse_flow(
-            "POST", "/v2/auth", headers={"Content-Type": "application/x-www-form-urlencoded"}
+            "POST",
+            "/v2/auth",
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Content-Length": str(len(form)),
+            },
         )
         p.request.data.content = None  # the body is read after the request headers
         router.requestheaders(p)

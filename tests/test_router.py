@@ -102,6 +102,7 @@ def test_root_redirect():
         ("PUT", "/v2/nginx/manifests/1", 405, "UNSUPPORTED"),
         ("POST", "/v2/nginx/blobs/uploads/", 405, "UNSUPPORTED"),
         ("DELETE", "/v2/auth", 405, "UNSUPPORTED"),
+        ("POST", "/v2/auth", 413, "UNSUPPORTED"),  # no Content-Length: chunked, unbounded
     ],
 )
 def test_rejections_never_reach_upstream(method, path, status, code):
@@ -113,6 +114,15 @@ def test_rejections_never_reach_upstream(method, path, status, code):
         assert error_of(f)["code"] == code
         assert f.request.host == "registry-1.docker.io"  # untouched, never sent
         assert f.metadata[KEY]["op"] == "rejected"
+
+
+def test_token_forms_are_bounded():
+    r = Router()
+    with taddons.context(r):
+        ok = routed(r, "POST", "/v2/auth", headers={"Content-Length": "300"})
+        assert ok.response is None
+        big = routed(r, "POST", "/v2/auth", headers={"Content-Length": str(10**9)})
+        assert big.response.status_code == 413
 
 
 def test_head_rejection_has_no_body_but_length():

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 REDIRECT_PATH = "/_regmirror/redirect"
 TOKEN_PREFIX = "/v2/auth/"
 CONFIG_POLL = 2.0  # seconds between checks of the config file for changes
+MAX_TOKEN_FORM = 64 << 10  # bytes of an OAuth2 token form; real ones are a few hundred
 
 _READ_METHODS = ("GET", "HEAD")
 
@@ -202,6 +203,9 @@ class Router:
         if api.kind == names.TOKEN:
             if req.method not in ("GET", "POST"):
                 return reject(flow, 405, errors.UNSUPPORTED, "token endpoint: GET or POST")
+            length = req.headers.get("Content-Length", "")
+            if req.method == "POST" and not (length.isdigit() and int(length) <= MAX_TOKEN_FORM):
+                return reject(flow, 413, errors.UNSUPPORTED, "token request form too large")
             return
         if api.kind == names.UPLOAD or req.method not in _READ_METHODS:
             return reject(flow, 405, errors.UNSUPPORTED, "this mirror is read-only")
