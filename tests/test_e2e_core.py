@@ -230,3 +230,31 @@ def test_tls_upstream_is_verified_under_its_own_name(mirror_factory, tmp_path, i
         r = httpx.get(f"{untrusted.url}/v2/org/app/manifests/1", timeout=30)
         assert r.status_code == 502
         assert "certificate" in r.json()["errors"][0]["message"].lower()
+
+
+def test_docker_hub_credentials_reach_the_realm_through_the_mirror(
+    mirror, dockerd_factory, images, clean_records
+):
+    """`docker login` to Docker Hub, then a pull of a private image via registry-mirrors."""
+    docker = dockerd_factory(mirrors=[mirror.url])
+    docker.set_hub_credentials("alice", "wonderland")
+    docker.pull("private/secret:1")
+    digest = images["private/secret"].digest
+    assert f"private/secret@{digest}" in docker.repo_digests("private/secret:1")
+    assert "alice" in {r.user for r in clean_records.records()}
+    assert "wonderland" not in mirror.log_text()
+
+
+def test_ctr_oauth2_password_grant_through_the_mirror(
+    mirror, containerd, hosts_dir, images, clean_records
+):
+    """`ctr --user` fetches tokens with the OAuth2 POST form, via the ns route's realm."""
+    write_hosts_toml(hosts_dir, "docker.io", mirror.url)
+    ns = containerd.new_namespace()
+    containerd.pull("docker.io/private/secret:1", hosts_dir, namespace=ns, user="alice:wonderland")
+    assert containerd.image_digest("docker.io/private/secret:1", namespace=ns) == (
+        images["private/secret"].digest
+    )
+    posts = [r for r in clean_records.records() if r.method == "POST"]
+    assert posts and all(r.user == "alice" for r in posts)
+    assert posts[0].scopes == ["repository:private/secret:pull"]
