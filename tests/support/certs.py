@@ -10,26 +10,34 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def self_signed(cert: Path, key: Path) -> None:
-    """A self-signed certificate for 127.0.0.1 (an IP address SAN); it is its own CA."""
-    private = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+def certificate(
+    key: ec.EllipticCurvePrivateKey, common_name: str, ip: str | None = None
+) -> x509.Certificate:
+    """A self-signed CA certificate for `key`; with `ip`, also valid for that address."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
-        .public_key(private.public_key())
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(private, hashes.SHA256())
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
     )
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    if ip:
+        san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))])
+        builder = builder.add_extension(san, critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def self_signed(cert: Path, key: Path) -> None:
+    """PEM files of a self-signed certificate for 127.0.0.1 (its own CA) and its key."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    cert.write_bytes(
+        certificate(private, "127.0.0.1", "127.0.0.1").public_bytes(serialization.Encoding.PEM)
+    )
     key.write_bytes(
         private.private_bytes(
             serialization.Encoding.PEM,

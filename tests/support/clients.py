@@ -106,15 +106,18 @@ class Skopeo:
             "_CONTAINERS_ROOTLESS_UID": "1000",
         }
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """skopeo GLOBAL-FLAGS ARGS... (global isolation flags are added here)."""
-        base = [
+    def command(self, *args: str) -> list[str]:
+        """skopeo GLOBAL-FLAGS ARGS... (the global isolation flags are added here)."""
+        return [
             self.binary,
             "--tmpdir", str(self.work_dir / "tmp"),
             "--registries.d", str(self.work_dir / "registries.d"),
             "--policy", str(self.policy),
+            *args,
         ]  # fmt: skip
-        return run_cmd([*base, *args], env=self.env(), check=check)
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_cmd(self.command(*args), env=self.env(), check=check)
 
     def inspect(
         self,
@@ -140,14 +143,8 @@ class Skopeo:
         return json.loads(self.run(*args).stdout)
 
     def _run_bytes(self, args: list[str]) -> bytes:
-        base = [
-            self.binary,
-            "--tmpdir", str(self.work_dir / "tmp"),
-            "--registries.d", str(self.work_dir / "registries.d"),
-            "--policy", str(self.policy),
-        ]  # fmt: skip
         res = subprocess.run(
-            [*base, *args],
+            self.command(*args),
             capture_output=True,
             env=self.env(),
             timeout=CMD_TIMEOUT,

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from .certs import certificate
 
 SECRET_FIELDS = {"password", "refresh_token"}
 
@@ -103,7 +103,7 @@ class TokenServer:
         self._records: list[TokenRequest] = []
         self._refresh_tokens: dict[str, str] = {}
         self._key = ec.generate_private_key(ec.SECP256R1())
-        self._cert = _self_signed(self._key, issuer)
+        self._cert = certificate(self._key, issuer)
         cert_dir.mkdir(parents=True, exist_ok=True)
         self.cert_path = cert_dir / "cert.pem"
         self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
@@ -394,19 +394,3 @@ def _scopes(params: list[tuple[str, str]], form: bool) -> list[str]:
         # OAuth2 form posts join several scopes with spaces; GET repeats the parameter.
         out.extend(value.split(" ") if form else [value])
     return [s for s in out if s]
-
-
-def _self_signed(key: ec.EllipticCurvePrivateKey, common_name: str) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
