@@ -30,3 +30,12 @@ class FlowInfo(TypedDict, total=False):
 
 def info(flow: http.HTTPFlow) -> FlowInfo | None:
     return flow.metadata.get(KEY)
+
+
+def answered_op(flow: object, message: object) -> str:
+    """The operation of a flow when `message` is its successful response, else "": what
+    content views of answers (tokens, listings) decide by."""
+    if not isinstance(flow, http.HTTPFlow) or not flow.response or message is not flow.response:
+        return ""
+    i = info(flow)
+    return i.get("op", "") if i and flow.response.status_code < 300 else ""

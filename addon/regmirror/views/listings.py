@@ -5,7 +5,7 @@ from typing import Any
 from mitmproxy import contentviews, http
 
 from .. import names
-from ..flowinfo import info
+from ..flowinfo import answered_op
 from .render import Line, blank, heading, pairs, parse_json_object
 
 LISTED = {names.TAGS: "tags", names.CATALOG: "repositories"}
@@ -46,8 +46,4 @@ class ListView(contentviews.View):
         http_message: http.Message | None = None,
         **metadata: Any,
     ) -> float:
-        if not data or not isinstance(flow, http.HTTPFlow) or not flow.response:
-            return 0
-        i = info(flow)
-        ok = http_message is flow.response and flow.response.status_code < 300
-        return 2 if ok and i and i.get("op") in LISTED else 0
+        return 2 if data and answered_op(flow, http_message) in LISTED else 0

@@ -14,7 +14,7 @@ from typing import Any
 from mitmproxy import contentviews, http
 
 from .. import names
-from ..flowinfo import info
+from ..flowinfo import answered_op
 from ..redact import REDACTED, fingerprint
 from .render import Line, blank, heading, local_time, pairs, parse_json_object, table, value
 
@@ -134,13 +134,4 @@ class TokenView(contentviews.View):
         http_message: http.Message | None = None,
         **metadata: Any,
     ) -> float:
-        if (
-            not data
-            or not isinstance(flow, http.HTTPFlow)
-            or not flow.response
-            or http_message is not flow.response
-            or flow.response.status_code >= 300
-        ):
-            return 0
-        i = info(flow)
-        return 2 if i and i.get("op") == names.TOKEN else 0
+        return 2 if data and answered_op(flow, http_message) == names.TOKEN else 0
