@@ -6,6 +6,8 @@ mirror's config points `docker.io` at it, exactly as it would point at registry-
 """
 
 import json
+import socket
+import ssl
 from pathlib import Path
 
 import httpx
@@ -258,3 +260,18 @@ def test_ctr_oauth2_password_grant_through_the_mirror(
     posts = [r for r in clean_records.records() if r.method == "POST"]
     assert posts and all(r.user == "alice" for r in posts)
     assert posts[0].scopes == ["repository:private/secret:pull"]
+
+
+def test_plain_http_mirror_refuses_tls(mirror_factory, tmp_path, registry, skopeo, images):
+    """regmirror_tls=false: skopeo's HTTPS attempt is refused and it falls back to HTTP."""
+    mirror = hub_mirror(mirror_factory, tmp_path, registry.url, regmirror_tls=False)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", mirror.port), timeout=10) as sock,
+        pytest.raises((ssl.SSLError, ConnectionError)),
+    ):
+        context.wrap_socket(sock).do_handshake()
+    assert skopeo.inspect(f"{mirror.host}/testimg:1")["Digest"] == images["library/testimg"].digest
+    assert "TLS refused" in mirror.log_text()
+    assert httpx.get(f"{mirror.url}/v2/", timeout=10).status_code == 401

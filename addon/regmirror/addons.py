@@ -6,6 +6,7 @@ from .metrics import Metrics
 from .oplog import OpLog
 from .redact import Redaction
 from .redirects import Redirects
+from .refuse_tls import RefuseTls
 from .router import Router
 from .status import StatusEndpoints
 from .streaming import Streaming
@@ -21,6 +22,7 @@ def mirror_addons() -> list[object]:
     metrics = Metrics()
     return [
         UpstreamConnections(),
+        RefuseTls(),
         StatusEndpoints(metrics.registry),
         router,
         ClientAuth(router),
