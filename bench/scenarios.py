@@ -157,7 +157,8 @@ def blob_curl(stack: Stack, data: Data, plan: Plan, token: str) -> dict[str, Any
 
         logger.info("blob %s with curl", size_label(size))
         # The large blob also goes through the mirror over TLS, as skopeo and docker use it.
-        targets = (*TARGETS, "mirror_tls") if size == plan.big else TARGETS
+        over_tls = size == plan.big and stack.mirror_speaks_tls
+        targets = (*TARGETS, "mirror_tls") if over_tls else TARGETS
         out[size_label(size)] = _each_target(stack, plan.reps, measure, targets)
     return out
 

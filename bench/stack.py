@@ -52,6 +52,11 @@ class Stack:
             token_server.stop()
             raise
 
+    @property
+    def mirror_speaks_tls(self) -> bool:
+        """False when the mirror runs with regmirror_tls=false (plain HTTP only)."""
+        return "--set regmirror_tls=false" not in " ".join(self.mirror.args).lower()
+
     def stop(self) -> None:
         if self.peer_tls is not None:
             self.peer_tls.stop()
