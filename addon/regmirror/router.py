@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 
 from mitmproxy import command, ctx, exceptions, http
-from mitmproxy.proxy.mode_specs import ReverseMode
+from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 
 from . import errors, names
 from .catalog import Registry
@@ -27,9 +27,8 @@ MAX_TOKEN_FORM = 64 << 10  # bytes of an OAuth2 token form; real ones are a few 
 _READ_METHODS = ("GET", "HEAD")
 
 
-def reverse_registry(flow: http.HTTPFlow, dockerhub_hosts: Sequence[str]) -> Registry | None:
+def reverse_registry(mode: ProxyMode, dockerhub_hosts: Sequence[str]) -> Registry | None:
     """The registry given by `--mode reverse:URL`, or None for other modes."""
-    mode = flow.client_conn.proxy_mode
     if not isinstance(mode, ReverseMode) or mode.scheme not in ("http", "https"):
         return None
     host, port = mode.address
@@ -42,7 +41,8 @@ class Router:
         self.config = Config()
         self.routes: dict[str, Registry] = {}
         self.config_mtime = 0.0
-        self._tables: dict[Registry | None, Table] = {}
+        # per listener (--mode): its route table, None outside reverse mode
+        self._tables: dict[ProxyMode, Table | None] = {}
         self._watch: asyncio.Task | None = None
 
     def load(self, loader) -> None:
@@ -143,13 +143,14 @@ class Router:
 
     def table(self, flow: http.HTTPFlow) -> Table | None:
         """The route table for the flow's listener; None outside reverse mode."""
-        fallback = reverse_registry(flow, ctx.options.regmirror_dockerhub_hosts)
-        if fallback is None:
-            return None
-        if fallback not in self._tables:
+        mode = flow.client_conn.proxy_mode
+        if mode not in self._tables:
+            fallback = reverse_registry(mode, ctx.options.regmirror_dockerhub_hosts)
             default = None if self.routes else fallback
-            self._tables[fallback] = Table(self.config, self.routes, default)
-        return self._tables[fallback]
+            self._tables[mode] = (
+                None if fallback is None else Table(self.config, self.routes, default)
+            )
+        return self._tables[mode]
 
     def registry(self, flow: http.HTTPFlow, key: str) -> Registry:
         """The registry a routed flow goes to."""
