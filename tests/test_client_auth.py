@@ -10,7 +10,6 @@ from regmirror.client_auth import (
     TokenLedger,
     bearer_token,
     check_credentials,
-    issued_tokens,
     parse_basic,
 )
 from regmirror.config import ClientAuth as AuthConfig
@@ -55,13 +54,6 @@ def test_ledger():
     assert not ledger.valid("t2", now=0) and not ledger.valid("", now=0)
     ledger.add("short", 1, now=0)
     assert ledger.valid("short", now=59)  # at least a minute
-
-
-def test_issued_tokens():
-    assert issued_tokens(b'{"token":"a","access_token":"a","expires_in":120}') == (["a", "a"], 120)
-    assert issued_tokens(b'{"token":"a"}') == (["a"], 300)
-    with pytest.raises(ValueError):
-        issued_tokens(b"[1]")
 
 
 def setup():

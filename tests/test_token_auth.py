@@ -334,3 +334,11 @@ async def test_anonymous_tokens_are_shared_while_fresh(monkeypatch):
 def test_token_answers_not_worth_sharing(body):
     assert token_auth.cacheable_token(body, 0.0) is None
     assert token_auth.cacheable_token(token_body().encode(), 0.0) is not None
+
+
+def test_parse_token_answer():
+    answer = token_auth.parse_token_answer(b'{"token":"a","access_token":"a","expires_in":120}')
+    assert (answer.tokens, answer.lifetime) == (["a", "a"], 120)
+    assert token_auth.parse_token_answer(b'{"access_token":"b"}').lifetime == 60  # the spec's
+    for body in (b"[1]", b"x", b'{"token":""}', b'{"token":"a","expires_in":"soon"}'):
+        assert token_auth.parse_token_answer(body) is None

@@ -24,8 +24,9 @@ from .config import ClientAuth as AuthConfig
 from .flowinfo import FlowInfo, info
 from .resolve import realm_path
 from .router import Router, reject
+from .token_auth import parse_token_answer
 
-MIN_TTL, MAX_TTL, DEFAULT_TTL = 60, 3600, 300  # seconds an issued token stays valid here
+MIN_TTL, MAX_TTL = 60, 3600  # seconds an issued token stays valid here, at least and at most
 # Token-request parameters about the client's mirror account (docker login sends them).
 MIRROR_ONLY_PARAMS = ("account", "offline_token")
 
@@ -73,16 +74,6 @@ class TokenLedger:
         return bool(token) and self.expiry.get(self._key(token), 0) > now
 
 
-def issued_tokens(body: bytes) -> tuple[list[str], float]:
-    """Tokens in a token answer and their lifetime. Raises ValueError if it is not one."""
-    data = json.loads(body)
-    if not isinstance(data, dict):
-        raise ValueError("not a token answer")
-    tokens = [t for t in (data.get("token"), data.get("access_token")) if isinstance(t, str) and t]
-    ttl = data.get("expires_in", DEFAULT_TTL)
-    return tokens, float(ttl) if isinstance(ttl, int | float) else DEFAULT_TTL
-
-
 class ClientAuth:
     def __init__(self, router: Router) -> None:
         self.router = router
@@ -109,16 +100,15 @@ class ClientAuth:
             return
         if resp.status_code != 200:
             return
-        try:
-            tokens, ttl = issued_tokens(resp.content or b"")
-        except ValueError:
+        answer = parse_token_answer(resp.content or b"")
+        if answer is None:
             return
-        for token in tokens:
-            self.ledger.add(token, ttl, time.time())
-        if "refresh_token" in (data := json.loads(resp.content or b"{}")):
+        for token in answer.tokens:
+            self.ledger.add(token, answer.lifetime, time.time())
+        if "refresh_token" in answer.body:
             # a refresh token of the route's account must not reach the client
-            del data["refresh_token"]
-            resp.content = json.dumps(data).encode()
+            body = {k: v for k, v in answer.body.items() if k != "refresh_token"}
+            resp.content = json.dumps(body).encode()
 
     async def _token_request(self, flow: http.HTTPFlow, i: FlowInfo, auth: AuthConfig) -> None:
         req = flow.request

@@ -14,7 +14,7 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 from mitmproxy import ctx, http
@@ -114,21 +114,37 @@ def mirror_token() -> http.Response:
     return http.Response.make(200, json.dumps(body), {"Content-Type": "application/json"})
 
 
-def cacheable_token(body: bytes, now: float) -> CachedToken | None:
-    """An upstream's token answer that may be shared between anonymous clients: JSON with a
-    token, no refresh token (bound to an account), and a lifetime worth sharing."""
+class TokenAnswer(NamedTuple):
+    body: dict[str, Any]
+    tokens: list[str]  # `token` and `access_token`, as given
+    lifetime: float  # seconds; the spec's 60 when `expires_in` is missing
+
+
+def parse_token_answer(body: bytes) -> TokenAnswer | None:
+    """A token service's answer `{"token", "access_token", "expires_in", ...}`; None if the
+    body is not one."""
     try:
         data = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(data, dict) or "refresh_token" in data:
+    if not isinstance(data, dict):
         return None
-    if not any(isinstance(data.get(k), str) and data[k] for k in ("token", "access_token")):
-        return None
+    tokens = [t for t in (data.get("token"), data.get("access_token")) if isinstance(t, str) and t]
     lifetime = data.get("expires_in", DEFAULT_TOKEN_LIFETIME)
-    if not isinstance(lifetime, int | float) or lifetime < 2 * DEFAULT_TOKEN_LIFETIME:
+    if not tokens or not isinstance(lifetime, int | float):
+        return None
+    return TokenAnswer(data, tokens, float(lifetime))
+
+
+def cacheable_token(body: bytes, now: float) -> CachedToken | None:
+    """An upstream's token answer that may be shared between anonymous clients: no refresh
+    token (bound to an account), and a lifetime worth sharing."""
+    answer = parse_token_answer(body)
+    if answer is None or "refresh_token" in answer.body:
+        return None
+    if answer.lifetime < 2 * DEFAULT_TOKEN_LIFETIME:
         return None  # too short-lived to be worth sharing
-    return CachedToken(data, now, float(lifetime))
+    return CachedToken(answer.body, now, answer.lifetime)
 
 
 def reusable(cached: CachedToken, now: float) -> bool:
