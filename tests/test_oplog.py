@@ -18,17 +18,17 @@ def test_human_size():
 
 
 def test_describe():
-    assert describe(
-        "GET", {"op": "manifest", "name": "library/nginx", "reference": "1"}, [], ""
-    ) == ("pull manifest library/nginx:1")
-    assert describe("HEAD", {"op": "manifest", "name": "a/b", "reference": D}, [], "") == (
-        f"check manifest a/b@{D}"
+    hub = {"registry": "docker.io", "style": "host"}
+    m = hub | {"op": "manifest", "name": "library/nginx", "reference": "1"}
+    assert describe("GET", m, [], "") == "pull manifest docker.io/library/nginx:1"
+    assert describe("HEAD", m | {"reference": D}, [], "") == (
+        f"check manifest docker.io/library/nginx@{D}"
     )
     i = {"op": "manifest", "name": "org/app", "reference": "1", "registry": "ghcr.io"}
     assert describe("GET", i | {"style": "host"}, [], "") == "pull manifest ghcr.io/org/app:1"
     assert describe("GET", i | {"style": "ns"}, [], "") == "pull manifest ghcr.io/org/app:1 [ns]"
-    assert describe("GET", {"op": "blob", "name": "a", "reference": D}, [], "") == (
-        "pull blob a@sha256:ab12ab12ab12…"
+    assert describe("GET", hub | {"op": "blob", "name": "a", "reference": D}, [], "") == (
+        "pull blob docker.io/a@sha256:ab12ab12ab12…"
     )
     assert describe("GET", {"op": "token"}, ["repository:a:pull", "repository:b:pull"], "") == (
         "token repository:a:pull repository:b:pull"
@@ -37,6 +37,21 @@ def test_describe():
         "follow redirect -> cdn.example"
     )
     assert describe("PUT", {"op": "rejected"}, [], "/v2/x\x00") == "reject PUT '/v2/x\\x00'"
+
+
+def test_token_scopes_of_posts_are_logged_too(caplog):
+    caplog.set_level(logging.INFO)
+    router, oplog = Router(), OpLog()
+    with taddons.context(router, oplog):
+        form = b"grant_type=password&scope=repository%3Aa%3Apull+repository%3Ab%3Apull"
+        t = reverse_flow(
+            "POST", "/v2/auth", headers={"Content-Type": "application/x-www-form-urlencoded"},
+            content=form,
+        )  # fmt: skip
+        router.requestheaders(t)
+        respond(t, 200, {}, b"{}")
+        oplog.response(t)
+    assert "token repository:a:pull repository:b:pull -> 200" in caplog.text
 
 
 def test_log_line_without_secrets(caplog):

@@ -15,7 +15,7 @@ from mitmproxy import ctx, http
 from . import flowinfo, names
 from .challenge import parse_challenges
 from .flowinfo import FlowInfo, info
-from .oplog import error_code, human_size, response_size
+from .oplog import error_code, human_size, image, registry, response_size, token_scopes
 from .router import REDIRECT_PATH
 
 DENIED = ":no_entry:"  # the mirror, an upstream or a token service refused the request
@@ -26,28 +26,15 @@ MAX_DETAIL = 80
 SIZED = (names.BLOB, flowinfo.REDIRECT)
 
 
-def registry(i: FlowInfo) -> str:
-    """The registry as people name it: `docker.io`, `ghcr.io`, `127.0.0.1:5001`."""
-    return i.get("registry") or i.get("upstream", "?").split("://", 1)[-1]
-
-
-def image(i: FlowInfo) -> str:
-    """`docker.io/library/nginx:1` or `docker.io/library/nginx@sha256:ab12cd34ef56…`."""
-    ref = i.get("reference", "")
-    base = f"{registry(i)}/{i.get('name', '?')}"
-    if not ref:
-        return base
-    return f"{base}@{ref[:19]}…" if ":" in ref else f"{base}:{ref}"
-
-
 def label(method: str, path: str, i: FlowInfo, scopes: list[str], linked: str = "") -> str:
     """What the client asked for. `linked`: the image whose redirect a flow follows."""
     op = i.get("op", "")
     match op:
         case names.MANIFEST | names.BLOB | names.REFERRERS:
-            return f"{op} {image(i)}" if method == "GET" else f"{op} {method} {image(i)}"
+            shown = "" if method == "GET" else f" {method}"
+            return f"{op}{shown} {image(i, short=True)}"
         case names.TAGS:
-            return f"tags {image(i)}"
+            return f"tags {image(i, short=True)}"
         case names.PING | names.CATALOG:
             return f"{op} {registry(i)}"
         case names.TOKEN:
@@ -92,12 +79,6 @@ def is_bearer_challenge(header: str) -> bool:
         return False
 
 
-def scopes(req: http.Request) -> list[str]:
-    if req.method == "POST":
-        return " ".join(req.urlencoded_form.get_all("scope")).split()
-    return req.query.get_all("scope")
-
-
 class Annotations:
     def __init__(self) -> None:
         # redirect target URL -> image of the blob or manifest that was redirected
@@ -114,14 +95,14 @@ class Annotations:
             return
         linked = self.links.pop(flow.request.url, "") if i["op"] == flowinfo.REDIRECT else ""
         req = flow.request
-        flow.comment = label(req.method, req.path, i, scopes(req), linked)
+        flow.comment = label(req.method, req.path, i, token_scopes(req), linked)
 
     def request(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
         if not i or i.get("op") != names.TOKEN or flow.request.method != "POST":
             return
         # The OAuth2 form, with its scopes, is read only now.
-        flow.comment = label("POST", flow.request.path, i, scopes(flow.request))
+        flow.comment = label("POST", flow.request.path, i, token_scopes(flow.request))
 
     def response(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
@@ -146,7 +127,7 @@ class Annotations:
         if mark:
             flow.marked = mark
         if proxied and i["op"] in names.API_KINDS:
-            self._link(proxied, image(i))
+            self._link(proxied, image(i, short=True))
 
     def error(self, flow: http.HTTPFlow) -> None:
         i = info(flow)

@@ -22,29 +22,45 @@ def human_size(n: int) -> str:
     raise AssertionError  # pragma: no cover
 
 
-def _ref(name: str, reference: str, short: bool = False) -> str:
-    if ":" not in reference:
-        return f"{name}:{reference}"
-    return f"{name}@{reference[:19]}…" if short else f"{name}@{reference}"
+def registry(i: FlowInfo) -> str:
+    """The registry as people name it: `docker.io`, `ghcr.io`, `127.0.0.1:5001`."""
+    return i.get("registry") or i.get("upstream", "?").split("://", 1)[-1]
+
+
+def image(i: FlowInfo, short: bool = False) -> str:
+    """`docker.io/library/nginx:1` or `docker.io/library/nginx@sha256:…`; `short` cuts a
+    digest to its first 12 hex digits."""
+    ref = i.get("reference", "")
+    base = f"{registry(i)}/{i.get('name', '?')}"
+    if not ref:
+        return base
+    if ":" not in ref:
+        return f"{base}:{ref}"
+    return f"{base}@{ref[:19]}…" if short else f"{base}@{ref}"
+
+
+def token_scopes(req: http.Request) -> list[str]:
+    """The scopes of a token request: query parameters, or the OAuth2 form's `scope`."""
+    if req.method == "POST":
+        return " ".join(req.urlencoded_form.get_all("scope")).split()
+    return req.query.get_all("scope")
 
 
 def describe(method: str, i: FlowInfo, scopes: list[str], path: str) -> str:
     """What the client asked for, in registry terms: `pull manifest docker.io/library/nginx:1`,
     with `[path]` or `[ns]` when the client named the registry that way."""
-    op, name, ref = i.get("op", ""), i.get("name", ""), i.get("reference", "")
-    if name and i.get("registry"):
-        name = f"{i['registry']}/{name}"
+    op = i.get("op", "")
     style = f" [{i['style']}]" if i.get("style", "host") != "host" else ""
     verb = "check" if method == "HEAD" else "pull"
     match op:
         case names.MANIFEST:
-            return f"{verb} manifest {_ref(name, ref)}{style}"
+            return f"{verb} manifest {image(i)}{style}"
         case names.BLOB:
-            return f"{verb} blob {_ref(name, ref, short=True)}{style}"
+            return f"{verb} blob {image(i, short=True)}{style}"
         case names.TAGS:
-            return f"list tags {name}{style}"
+            return f"list tags {image(i)}{style}"
         case names.REFERRERS:
-            return f"list referrers {_ref(name, ref, short=True)}{style}"
+            return f"list referrers {image(i, short=True)}{style}"
         case names.TOKEN:
             return "token " + (" ".join(scopes) if scopes else "(no scope)")
         case names.PING | names.CATALOG:
@@ -99,5 +115,5 @@ class OpLog:
 
     @staticmethod
     def _describe(flow: http.HTTPFlow, i: FlowInfo) -> str:
-        scopes = flow.request.query.get_all("scope") if i.get("op") == names.TOKEN else []
+        scopes = token_scopes(flow.request) if i.get("op") == names.TOKEN else []
         return describe(flow.request.method, i, scopes, flow.request.path)
