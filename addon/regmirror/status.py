@@ -16,15 +16,14 @@ METRICS_PATH = "/_regmirror/metrics"
 
 def answer(method: str, path: str, registry: CollectorRegistry) -> http.Response | None:
     """The response for a status endpoint, or None when `path` is not one."""
-    if path == HEALTH_PATH:
-        status, body, ctype = 200, b"ok\n", "text/plain; charset=utf-8"
-    elif path == METRICS_PATH:
-        status, body, ctype = 200, generate_latest(registry), CONTENT_TYPE_LATEST
-    else:
+    if path not in (HEALTH_PATH, METRICS_PATH):
         return None
     if method not in ("GET", "HEAD"):
-        status, body = 405, b"GET or HEAD only\n"
-        ctype = "text/plain; charset=utf-8"
+        status, body, ctype = 405, b"GET or HEAD only\n", "text/plain; charset=utf-8"
+    elif path == HEALTH_PATH:
+        status, body, ctype = 200, b"ok\n", "text/plain; charset=utf-8"
+    else:
+        status, body, ctype = 200, generate_latest(registry), CONTENT_TYPE_LATEST
     resp = http.Response.make(status, b"" if method == "HEAD" else body, {"Content-Type": ctype})
     resp.headers["Content-Length"] = str(len(body))
     resp.headers["Cache-Control"] = "no-store"
