@@ -55,7 +55,7 @@ class Stack:
     @property
     def mirror_speaks_tls(self) -> bool:
         """False when the mirror runs with regmirror_tls=false (plain HTTP only)."""
-        return "--set regmirror_tls=false" not in " ".join(self.mirror.args).lower()
+        return str(self.mirror.options.get("regmirror_tls", True)).lower() != "false"
 
     def stop(self) -> None:
         if self.peer_tls is not None:
