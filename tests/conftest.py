@@ -51,6 +51,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.sections.append((f"{title} log (tail, {proc.log_path})", tail))
 
 
+@pytest.fixture(autouse=True)
+def _no_crash_in_mirror_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail any test after which a mirror's log shows a hook that raised."""
+    seen = {id(m): len(m.log_text()) for m in Mirror.started}
+    yield
+    if request.node.get_closest_marker("crash_expected"):
+        return
+    found = {
+        f"{m.name} ({m.proc.log_path if m.proc else '?'})": lines
+        for m in Mirror.started
+        if (lines := m.crashes(seen.get(id(m), 0)))
+    }
+    if found:
+        pytest.fail(f"a mirror hook raised: {found}", pytrace=False)
+
+
 # ------------------------------------------------------------------------------------------
 # upstream side
 # ------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from .annotations import Annotations
 from .client_auth import ClientAuth
+from .guard import guarded
 from .metrics import Metrics
 from .oplog import OpLog
 from .redact import Redaction
@@ -18,9 +19,10 @@ from .views import Views
 def mirror_addons() -> list[object]:
     # Router first: it classifies every flow for the others. The status endpoints answer
     # before it; annotations, redaction and metrics come last, to see what clients get.
+    # Every hook is guarded: one that raises answers its flow with a 500 (fail closed).
     router = Router()
     metrics = Metrics()
-    return [
+    return guarded([
         UpstreamConnections(),
         RefuseTls(),
         StatusEndpoints(metrics.registry),
@@ -34,4 +36,4 @@ def mirror_addons() -> list[object]:
         Annotations(),
         Redaction(),
         metrics,
-    ]
+    ])

@@ -26,6 +26,7 @@ class FlowInfo(TypedDict, total=False):
     error: str  # why the mirror replaces the upstream's answer with a 502
     client: str  # the user the mirror authenticated (client auth)
     cached: str  # what the mirror answered from its own cache: "challenge" or "token"
+    fault: str  # the hook that raised (`Router.requestheaders`); the mirror answered 500
 
 
 def info(flow: http.HTTPFlow) -> FlowInfo | None:

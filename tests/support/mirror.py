@@ -32,12 +32,20 @@ def set_args(options: Mapping[str, str | bool | int | Sequence[str]]) -> list[st
 
 MirrorFactory = Callable[..., "Mirror"]
 
+# What a mirror's log never holds: a hook that raised, whether mitmproxy or the mirror's
+# fail-closed guard (which logs the traceback) caught it.
+CRASH_MARKS = ("Addon error", "Traceback", "answered 500")
+
 
 class Mirror(Service):
     """mitmdump -s SCRIPT --mode reverse:UPSTREAM@127.0.0.1:PORT --set confdir=DIR EXTRA...
 
     Attributes: url, port, host ("127.0.0.1:PORT"), upstream, args, proc; log_text(), stop().
+    `started` holds every mirror started, for the check that no test leaves a crash in a
+    mirror's log (conftest).
     """
+
+    started: list[Mirror] = []
 
     def __init__(
         self,
@@ -97,6 +105,7 @@ class Mirror(Service):
                 # Wait for the TCP port only: an HTTP probe would reach the upstream (and the
                 # token server) and pollute what tests record.
                 self.proc.start(ready=lambda p: self._ready(p, timeout))
+                Mirror.started.append(self)
                 return self
             except StartupError:
                 if self.fixed_port or not bind_failed(self.proc.log_text()):
@@ -112,6 +121,11 @@ class Mirror(Service):
 
     def stop(self) -> int | None:
         return self.proc.stop() if self.proc else None
+
+    def crashes(self, since: int = 0) -> list[str]:
+        """Log lines from offset `since` on that show a hook raised."""
+        text = self.log_text()[since:]
+        return [line for line in text.splitlines() if any(m in line for m in CRASH_MARKS)]
 
     @property
     def pid(self) -> int:
