@@ -127,6 +127,7 @@ async def test_authenticated_flow_uses_route_credentials_and_issues_tokens():
         body = {"token": "T", "access_token": "T", "expires_in": 300, "refresh_token": "R"}
         respond(t, 200, {"Content-Type": "application/json"}, json.dumps(body).encode())
         auth.response(t)
+        tokens.response(t)
         assert json.loads(t.response.content) == {
             "token": "T",
             "access_token": "T",

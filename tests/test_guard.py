@@ -8,6 +8,7 @@ from mitmproxy.test import taddons, tflow
 from regmirror import guard
 from regmirror.addons import mirror_addons
 from regmirror.flowinfo import KEY
+from regmirror.views import Views
 
 from tests.flowutil import respond, reverse_flow
 
@@ -124,10 +125,13 @@ async def test_a_raising_mirror_hook_never_lets_the_request_go_upstream(monkeypa
         raise UnicodeEncodeError("utf-8", "\udcff", 0, 1, "boom")
 
     monkeypatch.setattr(ClientAuth, "requestheaders", explode)
-    with taddons.context(Proxyserver(), *mirror_addons()) as tctx, caplog.at_level("ERROR"):
+    addons = mirror_addons()
+    views = next(a for a in addons if isinstance(a, Views))
+    with taddons.context(Proxyserver(), *addons) as tctx, caplog.at_level("ERROR"):
         for path in ("/v2/library/x/manifests/1", "/v2/auth?scope=x"):
             f = reverse_flow("GET", path, headers={"Authorization": "Bearer x"})
             await tctx.master.addons.trigger_event(HttpRequestHeadersHook(f))
             assert f.response is not None and f.response.status_code == 500
             assert f.metadata[KEY]["fault"] == "ClientAuth.requestheaders"
+        views.done()  # the content views are global
     assert "Addon error" not in caplog.text  # the guard caught it, not mitmproxy

@@ -103,6 +103,8 @@ def test_root_redirect():
         ("POST", "/v2/nginx/blobs/uploads/", 405, "UNSUPPORTED"),
         ("DELETE", "/v2/auth", 405, "UNSUPPORTED"),
         ("POST", "/v2/auth", 413, "UNSUPPORTED"),  # no Content-Length: chunked, unbounded
+        ("GET", "/v2/_catalog", 403, "DENIED"),  # regmirror_catalog is off
+        ("GET", "/v2/nginx/manifests/1?ns=quay.io&ns=ghcr.io", 400, "NAME_INVALID"),
     ],
 )
 def test_rejections_never_reach_upstream(method, path, status, code):

@@ -1,25 +1,59 @@
+import pytest
 from regmirror.names import with_library
-from regmirror.scopes import rewrite_scope, rewrite_scopes
+from regmirror.scopes import InvalidScope, read_only_scopes
 
 
-def test_rewrite_scope():
-    assert rewrite_scope("repository:nginx:pull", with_library) == "repository:library/nginx:pull"
-    assert rewrite_scope("repository:a/b:pull,push", with_library) == "repository:a/b:pull,push"
-    assert rewrite_scope("repository(plugin):x:pull", with_library) == (
-        "repository(plugin):library/x:pull"
-    )
+def allow_all(name: str) -> bool:
+    return True
 
 
-def test_other_and_malformed_scopes_unchanged():
-    for s in ("registry:catalog:*", "repository:nginx", "nonsense", "repository::pull"):
-        assert rewrite_scope(s, with_library) == s
+def no_private(name: str) -> bool:
+    return not name.startswith("private/")
 
 
-def test_rewrite_scopes_splits_oauth_values():
-    assert rewrite_scopes(
-        ["repository:a:pull repository:b/c:pull", "repository:d:pull"], with_library
-    ) == [
-        "repository:library/a:pull",
-        "repository:b/c:pull",
-        "repository:library/d:pull",
+@pytest.mark.parametrize(
+    "scopes, expected",
+    [
+        (["repository:nginx:pull"], ["repository:library/nginx:pull"]),
+        # push, delete and * are never asked for; pull stays
+        (["repository:a/b:pull,push,delete"], ["repository:a/b:pull"]),
+        (["repository:a/b:push", "repository:a/c:*", "repository:a/d:delete"], []),
+        (["repository(plugin):x:pull"], ["repository(plugin):library/x:pull"]),
+        # the catalogue and other registry scopes only with the option
+        (["registry:catalog:*"], []),
+        # duplicates, also after renaming, go
+        (["repository:nginx:pull", "repository:library/nginx:pull,push"],
+         ["repository:library/nginx:pull"]),
+        # an OAuth2 form value holds several
+        (["repository:a:pull repository:b/c:pull", "repository:d:pull"],
+         ["repository:library/a:pull", "repository:b/c:pull", "repository:library/d:pull"]),
+        ([" ", ""], []),
+    ],
+)  # fmt: skip
+def test_read_only(scopes, expected):
+    assert read_only_scopes(scopes, with_library, allow_all) == expected
+
+
+def test_denied_repositories_are_dropped_by_their_upstream_name():
+    scopes = ["repository:private/secret:pull,push,delete", "repository:ubuntu:pull,push"]
+    deny_ubuntu = lambda name: no_private(name) and name != "library/ubuntu"  # noqa: E731
+    assert read_only_scopes(scopes, with_library, deny_ubuntu) == []
+    assert read_only_scopes(scopes, with_library, no_private) == ["repository:library/ubuntu:pull"]
+
+
+def test_catalog_only_when_allowed():
+    scopes = ["registry:catalog:*", "registry:other:*"]
+    assert read_only_scopes(scopes, with_library, allow_all, catalog=True) == [
+        "registry:catalog:*"
     ]
+
+
+@pytest.mark.parametrize(
+    "scope",
+    ["nonsense", "repository:nginx", "repository::pull", "repository:x:pull\n",
+     "repository:\udcff:pull", "repository:é:pull", "repository:a%0Ab:pull",
+     "repository:UPPER:pull", "repository:../etc:pull", "repository:x:PULL"],
+)  # fmt: skip
+def test_malformed_scopes_raise(scope):
+    with pytest.raises(InvalidScope):
+        read_only_scopes([scope], with_library, allow_all)

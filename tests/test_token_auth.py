@@ -4,47 +4,14 @@ import urllib.parse
 import pytest
 from mitmproxy.test import taddons
 from regmirror import token_auth
-from regmirror.names import with_library
+from regmirror.flowinfo import KEY
 from regmirror.router import Router
-from regmirror.token_auth import TokenAuth, mirror_challenge, token_form, token_url
+from regmirror.token_auth import TokenAuth, mirror_challenge
 from regmirror.upstream import UpstreamConnections
 
 from tests.flowutil import respond, reverse_flow
 
 HUB_CHALLENGE = 'Bearer realm="https://auth.docker.io/token",service="registry.docker.io"'
-
-
-def test_token_url_keeps_every_scope_and_param():
-    url = token_url(
-        "https://auth.example/token?client=a&service=old",
-        "registry.docker.io",
-        [
-            ("scope", "repository:nginx:pull"),
-            ("scope", "repository:library/nginx:pull"),
-            ("service", "client-sent"),
-            ("account", "bob"),
-        ],
-        with_library,
-    )
-    u = urllib.parse.urlsplit(url)
-    assert (u.scheme, u.netloc, u.path) == ("https", "auth.example", "/token")
-    assert urllib.parse.parse_qsl(u.query) == [
-        ("client", "a"),
-        ("service", "registry.docker.io"),
-        ("scope", "repository:library/nginx:pull"),
-        ("scope", "repository:library/nginx:pull"),
-        ("account", "bob"),
-    ]
-
-
-def test_token_form():
-    form = [("grant_type", "password"), ("scope", "repository:a:pull repository:b/c:push")]
-    out = urllib.parse.parse_qsl(token_form(form + [("service", "x")], "hub", with_library))
-    assert out == [
-        ("grant_type", "password"),
-        ("scope", "repository:library/a:pull repository:b/c:push"),
-        ("service", "hub"),
-    ]
 
 
 def test_mirror_challenge():
@@ -226,7 +193,9 @@ async def test_route_credentials_only_when_the_client_sends_none():
         router.requestheaders(anonymous)
         await auth.requestheaders(anonymous)
         assert anonymous.request.headers["Authorization"] == "Basic bWlycm9yLWJvdDpwdw=="
-        own = reverse_flow("GET", "/v2/auth?scope=x", headers={"Authorization": "Basic dTpw"})
+        own = reverse_flow(
+            "GET", "/v2/auth?scope=repository:a/b:pull", headers={"Authorization": "Basic dTpw"}
+        )
         router.requestheaders(own)
         await auth.requestheaders(own)
         assert own.request.headers["Authorization"] == "Basic dTpw"  # docker login wins
@@ -235,6 +204,102 @@ async def test_route_credentials_only_when_the_client_sends_none():
         router.requestheaders(blob)
         await auth.requestheaders(blob)
         assert "Authorization" not in blob.request.headers
+
+
+def with_route_account(router, **policy):
+    hub = router.config.registries["docker.io"]
+    router.config.registries["docker.io"] = type(hub)(
+        hub.key, hub.upstream, username="mirror-bot", password="pw", **policy
+    )
+
+
+async def test_token_requests_ask_only_for_pull_on_served_repositories():
+    """The review's finding 2: route credentials with push rights, a deny list, no [auth]."""
+    router, auth = addons()
+    with_route_account(router, deny=("library/ubuntu", "private/*"))
+    auth.challenges["https://registry-1.docker.io"] = mirror_challenge(HUB_CHALLENGE, "x")[0]
+    with taddons.context(router, auth, UpstreamConnections()):
+        t = reverse_flow(
+            "GET",
+            "/v2/auth?service=registry.docker.io&scope=repository:private/secret:pull,push,delete"
+            "&scope=repository:library/ubuntu:pull,push&scope=registry:catalog:*"
+            "&scope=repository:org/app:pull,push&offline_token=true",
+        )
+        router.requestheaders(t)
+        await auth.requestheaders(t)
+        assert t.response is None
+        assert t.request.query.get_all("scope") == ["repository:org/app:pull"]
+        assert "offline_token" not in t.request.query
+        assert t.request.headers["Authorization"] == "Basic bWlycm9yLWJvdDpwdw=="
+
+        denied = reverse_flow(
+            "GET", "/v2/auth?scope=repository:private/secret:pull&scope=repository:a/b:push"
+        )
+        router.requestheaders(denied)
+        await auth.requestheaders(denied)
+        assert denied.response.status_code == 403
+        assert json.loads(denied.response.content)["errors"][0]["code"] == "DENIED"
+        assert denied.request.host == "registry-1.docker.io"  # never sent to the realm
+        assert "Authorization" not in denied.request.headers
+
+        for query in ("scope=%FF", "scope=repository:a%0Ab:pull", "account=%FF"):
+            bad = reverse_flow("GET", "/v2/auth?" + query)
+            router.requestheaders(bad)
+            await auth.requestheaders(bad)
+            assert bad.response.status_code == 400, query
+            assert "Authorization" not in bad.request.headers
+
+
+async def test_token_post_asks_only_for_pull_and_never_gets_route_credentials():
+    router, auth = addons()
+    with_route_account(router, deny=("private/*",))
+    auth.challenges["https://registry-1.docker.io"] = mirror_challenge(HUB_CHALLENGE, "x")[0]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    with taddons.context(router, auth, UpstreamConnections()):
+        t = reverse_flow(
+            "POST",
+            "/v2/auth",
+            headers=form,
+            content=b"grant_type=password&username=u&password=p%C3%A4ss&access_type=offline"
+            b"&scope=repository%3Aa%2Fb%3Apull%2Cpush+repository%3Aprivate%2Fx%3Apull",
+        )
+        router.requestheaders(t)
+        await auth.requestheaders(t)
+        auth.request(t)
+        assert t.response is None
+        assert "Authorization" not in t.request.headers
+        assert urllib.parse.parse_qsl(t.request.text) == [
+            ("grant_type", "password"),
+            ("username", "u"),
+            ("password", "päss"),
+            ("scope", "repository:a/b:pull"),
+        ]
+        for body in (b"password=\xff&scope=repository%3Aa%3Apull", b"scope=%FF", b"a=%C3"):
+            bad = reverse_flow("POST", "/v2/auth", headers=form, content=body)
+            router.requestheaders(bad)
+            await auth.requestheaders(bad)
+            auth.request(bad)
+            assert bad.response.status_code == 400, body
+        denied = reverse_flow(
+            "POST", "/v2/auth", headers=form, content=b"scope=repository%3Aprivate%2Fx%3Apull"
+        )
+        router.requestheaders(denied)
+        await auth.requestheaders(denied)
+        auth.request(denied)
+        assert denied.response.status_code == 403
+
+
+def test_refresh_tokens_never_reach_clients():
+    router, auth = addons()
+    with taddons.context(router, auth, UpstreamConnections()):
+        t = reverse_flow("GET", "/v2/auth?scope=repository:a/b:pull")
+        router.requestheaders(t)
+        t.metadata[KEY]["target"] = "auth.docker.io"
+        answer = token_body(refresh_token="R", expires_in=60)
+        respond(t, 200, {"Content-Type": "application/json"}, answer.encode())
+        auth.response(t)
+        assert "refresh_token" not in json.loads(t.response.content)
+        assert json.loads(t.response.content)["token"] == "T"
 
 
 def learn_challenge(router, auth):

@@ -29,7 +29,8 @@ def test_catalog_and_empty_tags():
 def test_chosen_for_tags_and_catalog_only():
     router = Router()
     body = json.dumps({"name": "library/nginx", "tags": ["1"]}).encode()
-    with registered(router):
+    with registered(router) as tctx:
+        tctx.options.regmirror_catalog = True
         f = reverse_flow("GET", "/v2/nginx/tags/list")
         router.requestheaders(f)
         respond(f, 200, {"Content-Type": "application/json", "Link": "<x>"}, body)

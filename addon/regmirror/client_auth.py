@@ -13,7 +13,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import time
 
 import bcrypt
@@ -28,7 +27,7 @@ from .token_auth import parse_token_answer
 
 MIN_TTL, MAX_TTL = 60, 3600  # seconds an issued token stays valid here, at least and at most
 # Token-request parameters about the client's mirror account (docker login sends them).
-MIRROR_ONLY_PARAMS = ("account", "offline_token")
+MIRROR_ONLY_PARAMS = ("account",)
 
 
 def parse_basic(header: str) -> tuple[str, str] | None:
@@ -105,10 +104,6 @@ class ClientAuth:
             return
         for token in answer.tokens:
             self.ledger.add(token, answer.lifetime, time.time())
-        if "refresh_token" in answer.body:
-            # a refresh token of the route's account must not reach the client
-            body = {k: v for k, v in answer.body.items() if k != "refresh_token"}
-            resp.content = json.dumps(body).encode()
 
     async def _token_request(self, flow: http.HTTPFlow, i: FlowInfo, auth: AuthConfig) -> None:
         req = flow.request

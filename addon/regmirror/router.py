@@ -77,6 +77,17 @@ class Router:
             """,
         )
         loader.add_option(
+            "regmirror_catalog",
+            bool,
+            False,
+            """
+            Serve GET /v2/_catalog, the list of an upstream's repositories, filtered by the
+            registry's allow/deny lists; only then does the token proxy ask upstreams for
+            the "registry:catalog:*" scope. Off (the default): 403 DENIED, since a catalogue
+            can name repositories the mirror does not serve.
+            """,
+        )
+        loader.add_option(
             "regmirror_trust_forwarded",
             bool,
             False,
@@ -188,7 +199,7 @@ class Router:
                 api = names.parse_api_path(path)
                 if api is None:
                     return reject(flow, 404, errors.UNSUPPORTED, f"unknown endpoint {path[:200]}")
-                route = table.resolve(base.split("://")[1], api.name, req.query.get("ns", ""))
+                route = table.resolve(base.split("://")[1], api.name, the_ns(req))
         except names.InvalidRequest as e:
             return reject(flow, 400, e.code, str(e))
         except NoRoute as e:
@@ -210,6 +221,9 @@ class Router:
             return
         if api.kind == names.UPLOAD or req.method not in _READ_METHODS:
             return reject(flow, 405, errors.UNSUPPORTED, "this mirror is read-only")
+        if api.kind == names.CATALOG and not ctx.options.regmirror_catalog:
+            message = "the catalogue is not served (regmirror_catalog)"
+            return reject(flow, 403, errors.DENIED, message)
         if route.name and not route.registry.allows(route.name):
             return reject(flow, 403, errors.DENIED, f"{route.name} is not served by this mirror")
         if route.name != api.name:
@@ -227,6 +241,15 @@ class Router:
         if not ctx.options.regmirror_trust_forwarded:
             return None, None
         return req.headers.get("X-Forwarded-Proto"), req.headers.get("X-Forwarded-Host")
+
+
+def the_ns(req: http.Request) -> str:
+    """containerd's `?ns=ghcr.io`; "" without one. Raises InvalidRequest when it is given
+    twice with different values."""
+    given = {ns.lower() for ns in req.query.get_all("ns")}
+    if len(given) > 1:
+        raise names.InvalidRequest(errors.NAME_INVALID, "ns given twice with different values")
+    return given.pop() if given else ""
 
 
 def reject(

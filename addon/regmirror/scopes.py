@@ -1,24 +1,61 @@
-"""Token scopes (`repository:library/nginx:pull`): rewriting names for the upstream.
+"""Token scopes (`repository:library/nginx:pull`): only what a pull mirror may ask for, with
+repositories named as the upstream knows them.
 
 https://distribution.github.io/distribution/spec/auth/scope/
 """
 
+import re
 from collections.abc import Callable
 
+from .names import valid_name
 
-def rewrite_scope(scope: str, rename: Callable[[str], str]) -> str:
-    """Apply `rename` to the repository name of a `repository:NAME:ACTIONS` scope.
+PULL = "pull"
+CATALOG_SCOPE = "registry:catalog:*"
+# resourcetype [ "(" resourceclass ")" ] ":" resourcename ":" action *( "," action ); the name
+# may carry a host:port, so it is what lies between the first and the last colon.
+_SCOPE_RE = re.compile(r"(repository|registry)(\([a-z0-9]+\))?:([!-~]+):([a-z*]+(?:,[a-z*]+)*)")
 
-    Other scopes (`registry:catalog:*`) and malformed ones are returned unchanged: the
-    upstream's token service is the judge of those.
+
+class InvalidScope(ValueError):
+    """A scope that does not follow the grammar (non-ASCII, missing parts)."""
+
+
+def read_only_scopes(
+    scopes: list[str],
+    rename: Callable[[str], str],
+    allows: Callable[[str], bool],
+    catalog: bool = False,
+) -> list[str]:
+    """The scopes the mirror asks an upstream for, given the client's: `pull` only, on
+    repositories the route allows (`allows` gets the upstream's name), plus the catalogue
+    scope when `catalog`. Push, delete and `*` are dropped, and so are scopes for denied
+    repositories and other resources; duplicates go.
+
+    A space-separated value (OAuth2 form) is split first. Raises InvalidScope for a scope
+    outside the grammar.
     """
-    resource_type, sep, rest = scope.partition(":")
-    name, sep2, actions = rest.rpartition(":")
-    if not (sep and sep2 and name) or not resource_type.startswith("repository"):
-        return scope
-    return f"{resource_type}:{rename(name)}:{actions}"
+    out: list[str] = []
+    for value in scopes:
+        for scope in value.split(" "):
+            wanted = _read_only(scope, rename, allows, catalog) if scope else ""
+            if wanted and wanted not in out:
+                out.append(wanted)
+    return out
 
 
-def rewrite_scopes(scopes: list[str], rename: Callable[[str], str]) -> list[str]:
-    """Rewrite each scope; a space-separated value (OAuth2 form) is split first."""
-    return [rewrite_scope(s, rename) for value in scopes for s in value.split(" ") if s]
+def _read_only(
+    scope: str, rename: Callable[[str], str], allows: Callable[[str], bool], catalog: bool
+) -> str:
+    """The pull-only form of one scope, or "" when nothing of it may be asked for."""
+    m = _SCOPE_RE.fullmatch(scope)
+    if m is None:
+        raise InvalidScope(f"malformed scope {scope[:200]!r}")
+    kind, resource_class, name, actions = m.groups()
+    if kind == "registry":
+        return CATALOG_SCOPE if catalog and scope == CATALOG_SCOPE else ""
+    if PULL not in actions.split(","):
+        return ""
+    upstream = rename(name)
+    if not valid_name(upstream):
+        raise InvalidScope(f"invalid repository name in scope {scope[:200]!r}")
+    return f"repository{resource_class or ''}:{upstream}:{PULL}" if allows(upstream) else ""

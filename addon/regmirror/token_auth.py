@@ -24,9 +24,16 @@ from .catalog import Registry
 from .challenge import Challenge, bearer_challenge, format_challenge, parse_challenges, with_realm
 from .flowinfo import FlowInfo, info
 from .resolve import realm_path, strip_prefix
-from .router import Router
+from .router import Router, reject
 from .routes import Upstream
-from .scopes import rewrite_scopes
+from .token_request import (
+    InvalidTokenRequest,
+    Scopes,
+    parse_form,
+    requested_scopes,
+    token_form,
+    token_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,41 +54,6 @@ class CachedToken(NamedTuple):
     body: dict[str, object]
     issued: float  # time.time() when the upstream issued it
     lifetime: float  # seconds
-
-
-def token_url(
-    realm: str, service: str, params: list[tuple[str, str]], rename: Callable[[str], str]
-) -> str:
-    """The upstream token URL for a client's token request.
-
-    Keeps the realm's own query and every client parameter (several `scope`s, `account`,
-    `offline_token` ...), sets the upstream's `service` and renames repositories in scopes.
-    """
-    u = urllib.parse.urlsplit(realm)
-    query = [
-        (k, v) for k, v in urllib.parse.parse_qsl(u.query, keep_blank_values=True) if k != "service"
-    ]
-    if service:
-        query.append(("service", service))
-    for k, v in params:
-        if k == "scope":
-            query.extend(("scope", s) for s in rewrite_scopes([v], rename))
-        elif k != "service":
-            query.append((k, v))
-    return urllib.parse.urlunsplit(u._replace(query=urllib.parse.urlencode(query)))
-
-
-def token_form(form: list[tuple[str, str]], service: str, rename: Callable[[str], str]) -> str:
-    """The OAuth2 POST form (`grant_type=password` ...) for the upstream realm."""
-    out: list[tuple[str, str]] = []
-    for k, v in form:
-        if k == "scope":
-            out.append((k, " ".join(rewrite_scopes([v], rename))))
-        elif k == "service":
-            out.append((k, service or v))
-        else:
-            out.append((k, v))
-    return urllib.parse.urlencode(out)
 
 
 def mirror_challenge(upstream_header: str, realm: str) -> tuple[Challenge, str] | None:
@@ -163,6 +135,14 @@ def reused_token(cached: CachedToken, now: float) -> http.Response | None:
     return http.Response.make(200, json.dumps(body), {"Content-Type": "application/json"})
 
 
+def strip_refresh_token(resp: http.Response) -> None:
+    """A refresh token outlives every check the mirror makes: no client gets one."""
+    answer = parse_token_answer(resp.content or b"") if resp.status_code == 200 else None
+    if answer is not None and "refresh_token" in answer.body:
+        body = {k: v for k, v in answer.body.items() if k != "refresh_token"}
+        resp.content = json.dumps(body).encode()
+
+
 def basic_auth(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
@@ -206,14 +186,21 @@ class TokenAuth:
         req = flow.request
         if req.method == "GET":
             params = list(req.query.items(multi=True))
-            req.url = token_url(realm, service, params, renamer(registry))
+            try:
+                url, scopes = token_url(realm, service, params, self._scopes(registry))
+            except InvalidTokenRequest as e:
+                return reject(flow, 400, errors.UNSUPPORTED, str(e))
+            if requested_scopes(params) and not scopes:
+                return reject(flow, 403, errors.DENIED, "no scope asked for is served here")
+            req.url = url
+            # The client's own credentials (docker login) win over the route's, which go
+            # only with GET: the OAuth2 form carries the client's own.
+            if registry.credentials and "Authorization" not in req.headers:
+                req.headers["Authorization"] = basic_auth(*registry.credentials)
         else:
             req.url = realm
         req.host_header = urllib.parse.urlsplit(req.url).netloc
         i["target"] = req.host_header
-        # The client's own credentials (docker login) win over the route's.
-        if registry.credentials and "Authorization" not in req.headers:
-            req.headers["Authorization"] = basic_auth(*registry.credentials)
         if req.method == "GET" and "Authorization" not in req.headers:
             cached = self.tokens.get(req.url)
             if cached and (reused := reused_token(cached, time.time())):
@@ -247,9 +234,19 @@ class TokenAuth:
             return
         challenge = self.challenges.get(i["upstream"])
         service = challenge.params.get("service", "") if challenge else ""
-        form = list(flow.request.urlencoded_form.items(multi=True))
         registry = self.router.registry(flow, i["registry"])
-        flow.request.text = token_form(form, service, renamer(registry))
+        try:
+            form = parse_form(flow.request.get_content(strict=False) or b"")
+            text, scopes = token_form(form, service, self._scopes(registry))
+        except InvalidTokenRequest as e:
+            return reject(flow, 400, errors.UNSUPPORTED, str(e))
+        if requested_scopes(form) and not scopes:
+            return reject(flow, 403, errors.DENIED, "no scope asked for is served here")
+        flow.request.content = text.encode()
+
+    @staticmethod
+    def _scopes(registry: Registry) -> Scopes:
+        return Scopes(renamer(registry), registry.allows, ctx.options.regmirror_catalog)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
@@ -276,6 +273,7 @@ class TokenAuth:
             return
         if i.get("op") == names.TOKEN and "target" in i and not i.get("cached"):
             self._remember_token(flow)
+            strip_refresh_token(flow.response)
         if "error" not in i:
             return
         flow.response = errors.error_response(
