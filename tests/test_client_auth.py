@@ -1,5 +1,6 @@
 import base64
 import json
+import time
 
 import bcrypt
 import pytest
@@ -7,10 +8,12 @@ from mitmproxy.test import taddons
 from regmirror.challenge import Challenge
 from regmirror.client_auth import (
     ClientAuth,
+    Principal,
     TokenLedger,
     bearer_token,
     check_credentials,
     parse_basic,
+    still_valid,
 )
 from regmirror.config import ClientAuth as AuthConfig
 from regmirror.router import Router
@@ -40,20 +43,61 @@ def test_parsers():
     assert bearer_token("Basic abc") == ""
 
 
+def test_parsers_never_raise_on_undecodable_bytes():
+    # mitmproxy hands header values over with undecodable bytes as surrogates
+    assert parse_basic("Basic \udcff") is None
+    assert parse_basic("Basic " + base64.b64encode(b"a:\xff").decode()) is None  # not UTF-8
+    assert bearer_token("Bearer \udcff") == "\udcff"
+    assert TokenLedger().principal("\udcff", now=0) is None
+
+
 def test_check_credentials():
-    assert check_credentials(AUTH, "alice", "wonderland")
-    assert not check_credentials(AUTH, "alice", "wrong")
-    assert not check_credentials(AUTH, "bob", "wonderland")
-    assert check_credentials(AUTH, "anyone", "s" * 20)
+    alice = check_credentials(AUTH, "alice", "wonderland")
+    assert alice == Principal("htpasswd", "alice", HASH.decode())
+    assert check_credentials(AUTH, "alice", "wrong") is None
+    assert check_credentials(AUTH, "bob", "wonderland") is None
+    assert check_credentials(AUTH, "anyone", "s" * 20).kind == "token"
+
+
+def test_non_ascii_passwords():
+    auth = AuthConfig(
+        {"bob": bcrypt.hashpw("pässwörd".encode(), bcrypt.gensalt(rounds=4))},
+        frozenset({"tökenтокен" * 2}),
+    )
+    assert check_credentials(auth, "bob", "pässwörd").user == "bob"
+    assert check_credentials(auth, "bob", "passwort") is None
+    assert check_credentials(auth, "x", "tökenтокен" * 2).kind == "token"
+    assert check_credentials(auth, "x", "tökenтокен") is None
+    assert parse_basic(basic("bob", "pässwörd")) == ("bob", "pässwörd")
+
+
+def test_unknown_users_cost_a_bcrypt_check_too(monkeypatch):
+    checked = []
+    real = bcrypt.checkpw
+    monkeypatch.setattr(bcrypt, "checkpw", lambda pw, h: checked.append(h[:7]) or real(pw, h))
+    assert check_credentials(AUTH, "mallory", "wonderland") is None
+    assert checked == [HASH[:7]]  # a dummy hash of the same cost
 
 
 def test_ledger():
     ledger = TokenLedger()
-    ledger.add("t1", 300, now=0)
-    assert ledger.valid("t1", now=299) and not ledger.valid("t1", now=301)
-    assert not ledger.valid("t2", now=0) and not ledger.valid("", now=0)
-    ledger.add("short", 1, now=0)
-    assert ledger.valid("short", now=59)  # at least a minute
+    who = Principal("token", "x", "f")
+    ledger.add("t1", who, 300, now=0)
+    assert ledger.principal("t1", now=299) == who and ledger.principal("t1", now=301) is None
+    assert ledger.principal("t2", now=0) is None and ledger.principal("", now=0) is None
+    ledger.add("short", who, 1, now=0)
+    assert ledger.principal("short", now=59)  # at least a minute
+    ledger.revoke(lambda p: p != who)
+    assert ledger.principal("t1", now=1) is None
+
+
+def test_still_valid():
+    alice = check_credentials(AUTH, "alice", "wonderland")
+    token = check_credentials(AUTH, "anyone", "s" * 20)
+    assert still_valid(alice, AUTH) and still_valid(token, AUTH)
+    rehashed = AuthConfig({"alice": bcrypt.hashpw(b"new", bcrypt.gensalt(rounds=4))})
+    assert not still_valid(alice, rehashed) and not still_valid(token, rehashed)
+    assert not still_valid(alice, AuthConfig(tokens=AUTH.tokens))
 
 
 def setup():
@@ -78,14 +122,54 @@ async def test_unauthenticated_requests_get_the_mirrors_challenge():
         router.requestheaders(g)
         await auth.requestheaders(g)
         assert g.response.status_code == 401
+        # the review's finding 1: one undecodable byte used to crash the check
+        h = reverse_flow("GET", "/v2/library/x/manifests/1")
+        h.request.headers["Authorization"] = "Bearer \udcff"
+        router.requestheaders(h)
+        await auth.requestheaders(h)
+        assert h.response.status_code == 401
 
 
-@pytest.mark.parametrize("creds", [None, ("alice", "wrong"), ("mallory", "wonderland")])
-async def test_token_endpoint_refuses_bad_credentials(creds):
+async def test_a_reload_revokes_removed_users_and_their_tokens():
     router, auth, _ = setup()
     with taddons.context(router, auth):
-        headers = {"Authorization": basic(*creds)} if creds else {}
-        t = reverse_flow("GET", "/v2/auth?scope=repository:nginx:pull", headers=headers)
+        auth.verified.add("alice:wonderland", check_credentials(AUTH, "alice", "wonderland"),
+                          3600, time.time())  # fmt: skip
+        auth.ledger.add("T", check_credentials(AUTH, "alice", "wonderland"), 3600, time.time())
+        auth.ledger.add("U", check_credentials(AUTH, "x", "s" * 20), 3600, time.time())
+        f = reverse_flow("GET", "/v2/", headers={"Authorization": "Bearer T"})
+        router.requestheaders(f)
+        await auth.requestheaders(f)
+        assert f.response is None
+        router.config = type(router.config)(auth=AuthConfig(tokens=AUTH.tokens))  # alice gone
+        g = reverse_flow("GET", "/v2/", headers={"Authorization": "Bearer T"})
+        router.requestheaders(g)
+        await auth.requestheaders(g)
+        assert g.response.status_code == 401
+        t = reverse_flow(
+            "GET", "/v2/auth?scope=repository:a/b:pull",
+            headers={"Authorization": basic("alice", "wonderland")},
+        )  # fmt: skip
+        router.requestheaders(t)
+        await auth.requestheaders(t)
+        assert t.response.status_code == 401
+        u = reverse_flow("GET", "/v2/", headers={"Authorization": "Bearer U"})
+        router.requestheaders(u)
+        await auth.requestheaders(u)
+        assert u.response is None  # the static token is still configured
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, basic("alice", "wrong").encode(), basic("mallory", "wonderland").encode(),
+     b"Basic \xff", b"Basic \xff\xfe==", b"Basic " + base64.b64encode(b"alice:\xff")],
+)  # fmt: skip
+async def test_token_endpoint_refuses_bad_credentials(header):
+    router, auth, _ = setup()
+    with taddons.context(router, auth):
+        t = reverse_flow("GET", "/v2/auth?scope=repository:nginx:pull")
+        if header:
+            t.request.headers.fields += ((b"Authorization", header),)
         router.requestheaders(t)
         await auth.requestheaders(t)
         assert t.response.status_code == 401

@@ -32,6 +32,14 @@ def test_mask_authorization():
     assert mask_authorization(masked) == masked
 
 
+def test_masking_never_raises_on_undecodable_bytes():
+    assert mask_authorization("Bearer \udcff").startswith("Bearer <redacted sha256:")
+    assert mask_authorization("Basic \udcff") == "Basic <redacted>"
+    assert mask_form("password=\udcff&scope=%FF&x=\udcfe") == (
+        "password=%3Credacted%3E&scope=%FF&x=%FE"
+    )
+
+
 def test_mask_form():
     form = "grant_type=password&username=alice&password=wonderland&refresh_token=R&scope=a+b"
     assert mask_form(form) == (

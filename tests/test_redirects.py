@@ -40,9 +40,15 @@ def test_sign_verify():
     forged = dict(urllib.parse.parse_qsl(query), e="99999999999")
     with pytest.raises(ValueError, match="signature"):
         verify(urllib.parse.urlencode(forged), KEY, now=1000)
-    for q in ("", "u=x", "u=x&e=1", "u=x&e=abc&s=y"):
+    for q in ("", "u=x", "u=x&e=1", "u=x&e=abc&s=y", "u=x&e=1&s=%C3%A9", "u=%FF&e=1&s=\udcff",
+              "u=x&e=%D9%A1&s=y"):  # fmt: skip
         with pytest.raises(ValueError):
             verify(q, KEY, now=1000)
+
+
+def test_targets_of_any_bytes_round_trip():
+    for target in ("https://cdn.example/é?a=%FF", "https://cdn.example/\udcff"):
+        assert verify(sign(target, KEY, now=0).split("?", 1)[1], KEY, now=0) == target
 
 
 def to_mirror(path: str) -> str:

@@ -10,10 +10,13 @@ own credentials, and remember it as issued. The client's credentials never go up
 
 import asyncio
 import base64
-import binascii
+import functools
 import hashlib
 import hmac
 import time
+import weakref
+from collections.abc import Callable
+from typing import NamedTuple
 
 import bcrypt
 from mitmproxy import http
@@ -31,12 +34,13 @@ MIRROR_ONLY_PARAMS = ("account",)
 
 
 def parse_basic(header: str) -> tuple[str, str] | None:
+    """(user, password) of `Basic base64(user:password)`, both UTF-8; None otherwise."""
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
         user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (or not ASCII at all), not UTF-8
         return None
     return (user, password) if sep else None
 
@@ -46,48 +50,96 @@ def bearer_token(header: str) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
-def check_credentials(auth: AuthConfig, user: str, password: str) -> bool:
-    """bcrypt for htpasswd users (slow by design: call it off the event loop)."""
-    if any(hmac.compare_digest(password, t) for t in auth.tokens):
-        return True
+def _digest(secret: str) -> bytes:
+    # Header values carry undecodable bytes as surrogates; they hash like any other.
+    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).digest()
+
+
+class Principal(NamedTuple):
+    """What proved a client's identity, so that a reload can tell which secrets it revoked:
+    a static token (by its sha256) or an htpasswd entry (user and bcrypt hash)."""
+
+    kind: str  # "token" or "htpasswd"
+    user: str
+    proof: str
+
+
+@functools.lru_cache(maxsize=8)
+def _dummy_hash(rounds: int) -> bytes:
+    return bcrypt.hashpw(b"regmirror: no such user", bcrypt.gensalt(rounds=rounds))
+
+
+def _bcrypt_rounds(auth: AuthConfig) -> int:
+    """The highest cost among the htpasswd hashes (`$2y$05$...`), for the dummy check."""
+    costs = [int(h[4:6]) for h in auth.htpasswd.values() if h[4:6].isdigit()]
+    return min(max(costs, default=5), 31) if costs else 5
+
+
+def check_credentials(auth: AuthConfig, user: str, password: str) -> Principal | None:
+    """The principal that `user:password` proves, or None. bcrypt is slow by design: call it
+    off the event loop. An unknown user costs as much as a known one."""
+    secret = password.encode()
+    for token in auth.tokens:
+        if hmac.compare_digest(secret, token.encode()):
+            return Principal("token", user, _fingerprint(token))
+    if not auth.htpasswd:
+        return None
     hashed = auth.htpasswd.get(user)
-    return hashed is not None and bcrypt.checkpw(password.encode(), hashed)
+    ok = bcrypt.checkpw(secret, hashed or _dummy_hash(_bcrypt_rounds(auth)))
+    return Principal("htpasswd", user, hashed.decode()) if hashed and ok else None
+
+
+def still_valid(principal: Principal, auth: AuthConfig) -> bool:
+    """Whether a principal survives a reload of the configuration."""
+    if principal.kind == "token":
+        return any(_fingerprint(t) == principal.proof for t in auth.tokens)
+    return auth.htpasswd.get(principal.user, b"").decode() == principal.proof
+
+
+def _fingerprint(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class TokenLedger:
-    """Tokens the mirror handed to authenticated clients, by hash, until they expire."""
+    """Secrets the mirror accepted (tokens it handed out, credentials bcrypt checked), by
+    hash, with their principal, until they expire."""
 
     def __init__(self) -> None:
-        self.expiry: dict[bytes, float] = {}
+        self.entries: dict[bytes, tuple[float, Principal]] = {}
 
-    @staticmethod
-    def _key(token: str) -> bytes:
-        return hashlib.sha256(token.encode()).digest()
+    def add(self, secret: str, principal: Principal, ttl: float, now: float) -> None:
+        if len(self.entries) > 10_000:
+            self.entries = {k: e for k, e in self.entries.items() if e[0] > now}
+        self.entries[_digest(secret)] = (now + min(max(ttl, MIN_TTL), MAX_TTL), principal)
 
-    def add(self, token: str, ttl: float, now: float) -> None:
-        if len(self.expiry) > 10_000:
-            self.expiry = {k: t for k, t in self.expiry.items() if t > now}
-        self.expiry[self._key(token)] = now + min(max(ttl, MIN_TTL), MAX_TTL)
+    def principal(self, secret: str, now: float) -> Principal | None:
+        entry = self.entries.get(_digest(secret)) if secret else None
+        return entry[1] if entry and entry[0] > now else None
 
-    def valid(self, token: str, now: float) -> bool:
-        return bool(token) and self.expiry.get(self._key(token), 0) > now
+    def revoke(self, keep: Callable[[Principal], bool]) -> None:
+        self.entries = {k: e for k, e in self.entries.items() if keep(e[1])}
 
 
 class ClientAuth:
     def __init__(self, router: Router) -> None:
         self.router = router
-        self.ledger = TokenLedger()
-        # sha256(user:password) of credentials bcrypt already accepted, until they expire
-        self.verified = TokenLedger()
+        self.auth = AuthConfig()  # the configuration the two ledgers were filled under
+        self.ledger = TokenLedger()  # tokens handed to authenticated clients
+        self.verified = TokenLedger()  # "user:password" that bcrypt accepted
+        self.principals: weakref.WeakKeyDictionary[http.HTTPFlow, Principal] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
         auth = self.router.config.auth
         if flow.response or not i or not auth.enabled or "registry" not in i:
             return
+        if auth is not self.auth:
+            self._reloaded(auth)
         if i["op"] == names.TOKEN:
             await self._token_request(flow, i, auth)
-        elif not self.ledger.valid(
+        elif not self.ledger.principal(
             bearer_token(flow.request.headers.get("Authorization", "")), time.time()
         ):
             self._challenge(flow, i)
@@ -95,7 +147,8 @@ class ClientAuth:
     def response(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
         resp = flow.response
-        if not resp or not i or i.get("op") != names.TOKEN or "client" not in i:
+        principal = self.principals.get(flow)
+        if not resp or not i or i.get("op") != names.TOKEN or principal is None:
             return
         if resp.status_code != 200:
             return
@@ -103,7 +156,14 @@ class ClientAuth:
         if answer is None:
             return
         for token in answer.tokens:
-            self.ledger.add(token, answer.lifetime, time.time())
+            self.ledger.add(token, principal, answer.lifetime, time.time())
+
+    def _reloaded(self, auth: AuthConfig) -> None:
+        """Revoke what the new configuration no longer accepts: removed users and tokens,
+        changed passwords."""
+        self.auth = auth
+        for ledger in (self.ledger, self.verified):
+            ledger.revoke(lambda p: still_valid(p, auth))
 
     async def _token_request(self, flow: http.HTTPFlow, i: FlowInfo, auth: AuthConfig) -> None:
         req = flow.request
@@ -111,25 +171,27 @@ class ClientAuth:
             # OAuth2 clients fall back to GET with Basic credentials on 404.
             return reject(flow, 404, errors.UNSUPPORTED, "use GET with Basic credentials")
         creds = parse_basic(req.headers.get("Authorization", ""))
-        if creds is None or not await self._check(auth, *creds):
+        principal = await self._check(auth, *creds) if creds else None
+        if principal is None:
             reject(flow, 401, errors.UNAUTHORIZED, "authentication required")
             flow.response.headers["WWW-Authenticate"] = 'Basic realm="regmirror"'
             return
-        i["client"] = creds[0]
+        i["client"] = principal.user
+        self.principals[flow] = principal
         # The mirror's credentials and identity stay here: the upstream sees the route's.
         del req.headers["Authorization"]
         for param in MIRROR_ONLY_PARAMS:
             req.query.pop(param, None)
 
-    async def _check(self, auth: AuthConfig, user: str, password: str) -> bool:
+    async def _check(self, auth: AuthConfig, user: str, password: str) -> Principal | None:
         key = f"{user}:{password}"
         now = time.time()
-        if self.verified.valid(key, now):
-            return True
-        ok = await asyncio.to_thread(check_credentials, auth, user, password)
-        if ok:
-            self.verified.add(key, MAX_TTL, now)
-        return ok
+        if principal := self.verified.principal(key, now):
+            return principal
+        principal = await asyncio.to_thread(check_credentials, auth, user, password)
+        if principal:
+            self.verified.add(key, principal, MAX_TTL, now)
+        return principal
 
     @staticmethod
     def _challenge(flow: http.HTTPFlow, i: FlowInfo) -> None:

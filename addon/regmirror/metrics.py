@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from . import names
 from .flowinfo import info
+from .oplog import response_size
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -27,10 +28,7 @@ def parse_ratelimit(value: str) -> float | None:
 def served_bytes(method: str, resp: http.Response) -> int:
     """Body bytes sent to the client: Content-Length for streamed bodies (never counted
     chunk by chunk), nothing for HEAD."""
-    if method == "HEAD":
-        return 0
-    length = resp.headers.get("Content-Length", "")
-    return int(length) if length.isdigit() else len(resp.raw_content or b"")
+    return 0 if method == "HEAD" else response_size(resp)
 
 
 class Metrics:

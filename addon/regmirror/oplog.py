@@ -9,6 +9,7 @@ from mitmproxy import http
 
 from . import flowinfo, names
 from .flowinfo import FlowInfo, info
+from .headers import content_length
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +89,8 @@ def error_code(resp: http.Response) -> str:
 
 
 def response_size(resp: http.Response) -> int:
-    if "Content-Length" in resp.headers and resp.headers["Content-Length"].isdigit():
-        return int(resp.headers["Content-Length"])
-    return len(resp.raw_content or b"")
+    length = content_length(resp.headers)
+    return len(resp.raw_content or b"") if length is None else length
 
 
 class OpLog:

@@ -18,7 +18,7 @@ REDACTED = "<redacted>"
 
 def fingerprint(token: str) -> str:
     """A short, stable name for a high-entropy token, to tell tokens apart without them."""
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+    return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
 def mask_authorization(value: str) -> str:
@@ -34,9 +34,10 @@ def mask_authorization(value: str) -> str:
 
 def mask_form(form: str) -> str:
     """An OAuth2 token form (`grant_type=password&password=...`) with its secrets masked."""
-    fields = urllib.parse.parse_qsl(form, keep_blank_values=True)
+    fields = urllib.parse.parse_qsl(form, keep_blank_values=True, errors="surrogateescape")
     return urllib.parse.urlencode(
-        [(k, REDACTED if k in SECRET_FORM_FIELDS else v) for k, v in fields]
+        [(k, REDACTED if k in SECRET_FORM_FIELDS else v) for k, v in fields],
+        errors="surrogateescape",
     )
 
 

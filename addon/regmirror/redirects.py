@@ -26,25 +26,28 @@ TTL = 600  # seconds a signed redirect stays valid; clients follow redirects at 
 _LINK_RE = re.compile(r"<([^>]*)>")
 
 
-def _mac(key: bytes, target: str, expires: int) -> str:
-    digest = hmac.new(key, f"{expires}\n{target}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+def _mac(key: bytes, target: str, expires: int) -> bytes:
+    message = f"{expires}\n{target}".encode("utf-8", "surrogateescape")
+    digest = hmac.new(key, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=")
 
 
 def sign(target: str, key: bytes, now: float) -> str:
     """Mirror-local path and query that lead to `target`."""
     expires = int(now) + TTL
-    query = urllib.parse.urlencode({"u": target, "e": expires, "s": _mac(key, target, expires)})
+    mac = _mac(key, target, expires).decode()
+    query = urllib.parse.urlencode({"u": target, "e": expires, "s": mac}, errors="surrogateescape")
     return f"{REDIRECT_PATH}?{query}"
 
 
 def verify(query: str, key: bytes, now: float) -> str:
     """The target of a signed redirect query. Raises ValueError if forged or expired."""
-    q = dict(urllib.parse.parse_qsl(query))
+    q = dict(urllib.parse.parse_qsl(query, errors="surrogateescape"))
     target, expires, mac = q.get("u", ""), q.get("e", ""), q.get("s", "")
-    if not (target and expires.isdigit() and mac):
+    if not (target and expires.isascii() and expires.isdigit() and mac):
         raise ValueError("incomplete redirect")
-    if not hmac.compare_digest(mac, _mac(key, target, int(expires))):
+    given = mac.encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(given, _mac(key, target, int(expires))):
         raise ValueError("bad redirect signature")
     if int(expires) < now:
         raise ValueError("redirect expired")

@@ -14,6 +14,7 @@ from . import errors, names
 from .catalog import Registry
 from .config import Config, ConfigError, load_config
 from .flowinfo import KEY, REDIRECT, REJECTED, ROOT, FlowInfo
+from .headers import content_length
 from .resolve import HOST, NoRoute, Route, Table
 from .routes import DOCKER_HUB_HOSTS, Upstream, mirror_base, parse_route, parse_upstream
 
@@ -215,8 +216,8 @@ class Router:
         if api.kind == names.TOKEN:
             if req.method not in ("GET", "POST"):
                 return reject(flow, 405, errors.UNSUPPORTED, "token endpoint: GET or POST")
-            length = req.headers.get("Content-Length", "")
-            if req.method == "POST" and not (length.isdigit() and int(length) <= MAX_TOKEN_FORM):
+            length = content_length(req.headers)
+            if req.method == "POST" and (length is None or length > MAX_TOKEN_FORM):
                 return reject(flow, 413, errors.UNSUPPORTED, "token request form too large")
             return
         if api.kind == names.UPLOAD or req.method not in _READ_METHODS:
