@@ -217,3 +217,12 @@ def test_documented_filter_expressions_select_one_image():
     assert selected(r'~comment "library/nginx(?![\w./-])" & ~marked') == [missing]
     assert selected("~marker warning") == [missing, redis[-1], exporter[-1]]
     assert selected("~comment ^token") == [token, redis[1], exporter[1]]
+
+
+def test_comments_escape_control_characters():
+    router, annotations = Router(), Annotations()
+    with taddons.context(router, annotations):
+        t = routed(router, annotations, "GET", "/v2/auth?scope=repository:a:pull%0Aforged%00")
+        assert t.comment == "token repository:a:pull\\nforged\\x00"
+        r = routed(router, annotations, "GET", "/x%0Ay\x1b")
+        assert "\n" not in r.comment and "\x1b" not in r.comment

@@ -1,7 +1,7 @@
 import logging
 
 from mitmproxy.test import taddons
-from regmirror.oplog import OpLog, describe, human_size
+from regmirror.oplog import OpLog, describe, human_size, printable
 from regmirror.router import Router
 
 from tests.flowutil import respond, reverse_flow
@@ -81,3 +81,21 @@ def test_log_line_without_secrets(caplog):
         "pull manifest docker.io/library/nginx:nope -> 404 MANIFEST_UNKNOWN "
     )
     assert not any("SECRET" in r.getMessage() or "c2Vj" in r.getMessage() for r in caplog.records)
+
+
+def test_nothing_a_client_sends_forges_a_log_line(caplog):
+    """The review's finding 7: `%0A` in a scope wrote a second line into the log."""
+    caplog.set_level(logging.INFO)
+    router, oplog = Router(), OpLog()
+    with taddons.context(router, oplog):
+        t = reverse_flow("GET", "/v2/auth?scope=repository:a:pull%0A2026-12-01 forged%1B[31m")
+        router.requestheaders(t)
+        respond(t, 400, {}, b"{}")
+        oplog.response(t)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "regmirror.oplog"]
+    assert line.startswith("token repository:a:pull\\n2026-12-01 forged\\x1b[31m -> 400")
+
+
+def test_printable():
+    assert printable("a b/c:é") == "a b/c:é"
+    assert printable("a\r\nb\tc\x00\u2028\udcff") == "a\\r\\nb\\tc\\x00\\u2028\\udcff"

@@ -15,7 +15,15 @@ from mitmproxy import ctx, http
 from . import flowinfo, names
 from .challenge import parse_challenges
 from .flowinfo import FlowInfo, info
-from .oplog import error_code, human_size, image, registry, response_size, token_scopes
+from .oplog import (
+    error_code,
+    human_size,
+    image,
+    printable,
+    registry,
+    response_size,
+    token_scopes,
+)
 from .router import REDIRECT_PATH
 
 DENIED = ":no_entry:"  # the mirror, an upstream or a token service refused the request
@@ -95,14 +103,14 @@ class Annotations:
             return
         linked = self.links.pop(flow.request.url, "") if i["op"] == flowinfo.REDIRECT else ""
         req = flow.request
-        flow.comment = label(req.method, req.path, i, token_scopes(req), linked)
+        flow.comment = printable(label(req.method, req.path, i, token_scopes(req), linked))
 
     def request(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
         if not i or i.get("op") != names.TOKEN or flow.request.method != "POST":
             return
         # The OAuth2 form, with its scopes, is read only now.
-        flow.comment = label("POST", flow.request.path, i, token_scopes(flow.request))
+        flow.comment = printable(label("POST", flow.request.path, i, token_scopes(flow.request)))
 
     def response(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
@@ -123,7 +131,7 @@ class Annotations:
             urllib.parse.urlsplit(target).netloc or target,
             challenged,
         )
-        flow.comment += suffix
+        flow.comment += printable(suffix)
         if mark:
             flow.marked = mark
         if proxied and i["op"] in names.API_KINDS:
@@ -133,7 +141,7 @@ class Annotations:
         i = info(flow)
         if not i or not flow.error:
             return
-        flow.comment += f" -> failed: {flow.error.msg[:MAX_DETAIL]}"
+        flow.comment += printable(f" -> failed: {flow.error.msg[:MAX_DETAIL]}")
         flow.marked = FAILED
 
     def _link(self, target: str, name: str) -> None:

@@ -14,6 +14,17 @@ from .headers import content_length
 logger = logging.getLogger(__name__)
 
 
+def printable(text: str) -> str:
+    """`text` with every control character, line separator and undecodable byte escaped
+    (`\\n`, `\\x1b`, `\\udcff`), so that what a client or an upstream sent can never
+    forge a log line or a flow comment."""
+    return text if text.isprintable() else "".join(map(_escape, text))
+
+
+def _escape(c: str) -> str:
+    return c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+
+
 def human_size(n: int) -> str:
     size = float(n)
     for unit in ("B", "kB", "MB", "GB"):
@@ -105,13 +116,13 @@ class OpLog:
             parts.append(code)
         parts += [human_size(response_size(resp)), f"{ms:.0f} ms"]
         level = logging.WARNING if resp.status_code >= 500 else logging.INFO
-        logger.log(level, " ".join(parts))
+        logger.log(level, printable(" ".join(parts)))
 
     def error(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
         if not i or not flow.error:
             return
-        logger.warning("%s -> failed: %s", self._describe(flow, i), flow.error.msg)
+        logger.warning(printable(f"{self._describe(flow, i)} -> failed: {flow.error.msg}"))
 
     @staticmethod
     def _describe(flow: http.HTTPFlow, i: FlowInfo) -> str:
