@@ -78,14 +78,20 @@ def test_rewrite_location():
 
 
 def test_rewrite_link():
+    req = UP + "/v2/library/a/tags/list?n=2"
     link = f'<{UP}/v2/library/a/tags/list?n=2&last=b>; rel="next"'
-    assert rewrite_link(link, UP, to_mirror) == (
+    assert rewrite_link(link, req, UP, to_mirror) == (
         f'<{M}/v2/library/a/tags/list?n=2&last=b>; rel="next"'
     )
+    # relative links, as distribution sends them, reach the mirror in the client's style
     rel = '</v2/a/tags/list?n=2&last=b>; rel="next"'
-    assert rewrite_link(rel, UP, to_mirror) == rel
+    assert rewrite_link(rel, req, UP, to_mirror) == f'<{M}/v2/a/tags/list?n=2&last=b>; rel="next"'
+    ns = client_url({"mirror": M, "registry": "ghcr.io", "style": "ns"})
+    assert rewrite_link("</v2/_catalog?last=b&n=1>", UP + "/v2/_catalog?n=1", UP, ns) == (
+        f"<{M}/v2/_catalog?last=b&n=1&ns=ghcr.io>"
+    )
     other = '<https://elsewhere/x>; rel="next"'
-    assert rewrite_link(other, UP, to_mirror) == other
+    assert rewrite_link(other, req, UP, to_mirror) == other
 
 
 def test_client_url_keeps_the_clients_style():

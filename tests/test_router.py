@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from mitmproxy import exceptions
+from mitmproxy import exceptions, http
 from mitmproxy.test import taddons
 from regmirror.flowinfo import KEY
 from regmirror.router import Router
@@ -192,3 +192,20 @@ def test_config_file_and_reload_command(tmp_path, caplog):
         assert routed(r, "GET", "/v2/lab.example/a/manifests/1").request.port == 5002
         with pytest.raises(exceptions.OptionsError, match="regmirror_config: .*mirror.toml"):
             tctx.configure(r, regmirror_config=str(cfg))
+
+
+def test_catalog_by_path_prefix_and_filtered_by_the_deny_list():
+    r = Router()
+    hub = r.config.registries["docker.io"]
+    r.config.registries["docker.io"] = type(hub)(hub.key, hub.upstream, deny=("private/*",))
+    with taddons.context(r) as tctx:
+        tctx.options.regmirror_catalog = True
+        f = routed(r, "GET", "/v2/docker.io/_catalog?n=2")
+        assert f.response is None
+        assert f.request.url == "https://registry-1.docker.io/v2/_catalog?n=2"
+        assert (f.metadata[KEY]["style"], f.metadata[KEY]["prefix"]) == ("path", "docker.io")
+        body = json.dumps({"repositories": ["library/a", "private/b"]}).encode()
+        f.response = http.Response.make(200, body, {"Content-Type": "application/json"})
+        r.response(f)
+        assert json.loads(f.response.content) == {"repositories": ["library/a"]}
+        assert routed(r, "GET", "/v2/nowhere.example/_catalog").response.status_code == 404

@@ -78,15 +78,19 @@ def rewrite_location(
     return mirror + sign(target, key, now)
 
 
-def rewrite_link(link: str, upstream: str, to_client: Callable[[str], str]) -> str:
-    """Point URLs of a `Link` header (tag pagination) that name the upstream at the mirror.
-    Relative ones (`</v2/...>`) are left alone."""
+def rewrite_link(
+    link: str, request_url: str, upstream: str, to_client: Callable[[str], str]
+) -> str:
+    """Point URLs of a `Link` header (tag and catalogue pagination) that name the upstream's
+    API at the mirror, in the client's style. Relative ones (distribution sends
+    `</v2/org/app/tags/list?last=b&n=1>`) are resolved against the request first: a
+    path-prefix or `ns` client following them as they are would lose its registry."""
 
     def repl(m: re.Match[str]) -> str:
-        url = m[1]
+        url = urllib.parse.urljoin(request_url, m[1])
         if url.startswith(upstream + "/v2/"):
-            url = to_client(url[len(upstream) :])
-        return f"<{url}>"
+            return f"<{to_client(url[len(upstream) :])}>"
+        return m[0]
 
     return _LINK_RE.sub(repl, link)
 
@@ -175,4 +179,5 @@ class Redirects:
                 time.time(),
             )
         if "Link" in resp.headers:
-            resp.headers["Link"] = rewrite_link(resp.headers["Link"], i["upstream"], to_client)
+            link = resp.headers["Link"]
+            resp.headers["Link"] = rewrite_link(link, flow.request.url, i["upstream"], to_client)

@@ -5,6 +5,7 @@ and the mirror's own answers for what it refuses."""
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Sequence
 
 from mitmproxy import command, ctx, exceptions, http
@@ -13,9 +14,10 @@ from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 from . import errors, names
 from .catalog import Registry
 from .config import Config, ConfigError, load_config
-from .flowinfo import KEY, REDIRECT, REJECTED, ROOT, FlowInfo
+from .flowinfo import KEY, REDIRECT, REJECTED, ROOT, FlowInfo, info
 from .headers import content_length
-from .resolve import HOST, NoRoute, Route, Table
+from .policy import visible_catalog
+from .resolve import HOST, PATH, NoRoute, Route, Table
 from .routes import DOCKER_HUB_HOSTS, Upstream, mirror_base, parse_route, parse_upstream
 
 logger = logging.getLogger(__name__)
@@ -26,6 +28,7 @@ CONFIG_POLL = 2.0  # seconds between checks of the config file for changes
 MAX_TOKEN_FORM = 64 << 10  # bytes of an OAuth2 token form; real ones are a few hundred
 
 _READ_METHODS = ("GET", "HEAD")
+_PREFIXED_CATALOG_RE = re.compile(r"/v2/([^/]+)/_catalog")  # /v2/ghcr.io/_catalog
 
 
 def reverse_registry(mode: ProxyMode, dockerhub_hosts: Sequence[str]) -> Registry | None:
@@ -196,6 +199,9 @@ class Router:
         try:
             if path.startswith(TOKEN_PREFIX):
                 api, route = names.ApiPath(names.TOKEN), self._token_route(table, path)
+            elif m := _PREFIXED_CATALOG_RE.fullmatch(path):
+                api, route = names.ApiPath(names.CATALOG), self._prefix_route(table, m[1])
+                req.path = "/v2/_catalog" + req.path[len(path) :]
             else:
                 api = names.parse_api_path(path)
                 if api is None:
@@ -237,6 +243,22 @@ class Router:
         if key not in table.names:
             raise NoRoute(f"unknown registry {key[:100]!r}")
         return Route(table.names[key], HOST, "")
+
+    @staticmethod
+    def _prefix_route(table: Table, key: str) -> Route:
+        if key not in table.names:
+            raise NoRoute(f"unknown registry {key[:100]!r}")
+        return Route(table.names[key], PATH, "", key)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        i = info(flow)
+        resp = flow.response
+        if not i or i.get("op") != names.CATALOG or not resp or resp.status_code != 200:
+            return
+        if resp.stream:
+            return
+        registry = self.registry(flow, i["registry"])
+        resp.content = visible_catalog(resp.content or b"", registry.allows)
 
     def _forwarded(self, req: http.Request) -> tuple[str | None, str | None]:
         if not ctx.options.regmirror_trust_forwarded:
