@@ -82,8 +82,23 @@ def test_listing():
     t = table(domain="mirror.example", default="docker.io")
     listing = t.listing()
     assert "ghcr.mirror.example -> ghcr.io" in listing
-    assert "/v2/ghcr.io/... or ?ns=ghcr.io -> https://ghcr.io" in listing
-    assert listing[-1] == "default -> docker.io (https://registry-1.docker.io)"
+    assert "/v2/ghcr.io/... or ?ns=ghcr.io" in listing
+    assert listing[-1] == "default -> docker.io"
+    assert not any("://" in line for line in listing)  # no upstream URLs
+
+
+def test_routes_option_inherits_a_configured_registry():
+    """The review's finding 6: a regmirror_routes entry for a configured upstream was a
+    second registry without its allow/deny lists, reachable by host and by ?ns=HOST:PORT."""
+    config = parse_config({"registries": {"lab.example": {**LAB, "deny": ["private/*"]}}})
+    lab_route = Registry("127.0.0.1:5001", parse_upstream(LAB["url"]))
+    t = Table(config, {"hub.local": lab_route})
+    routed = t.resolve("hub.local", "private/x").registry
+    assert (routed.key, routed.allows("private/x")) == ("lab.example", False)
+    with pytest.raises(NoRoute):
+        t.resolve("m", "private/x", "127.0.0.1:5001")
+    other = Registry("10.0.0.1:5000", parse_upstream("http://10.0.0.1:5000"))
+    assert Table(config, {"o.local": other}).resolve("o.local", "a/b").registry is other
 
 
 def test_paths_in_the_clients_style():

@@ -1,6 +1,12 @@
+import pytest
+from mitmproxy import exceptions
 from mitmproxy.test import taddons
 from prometheus_client import CollectorRegistry, Counter
+from regmirror.client_auth import ClientAuth
+from regmirror.config import ClientAuth as ClientAuthConfig
+from regmirror.router import Router
 from regmirror.status import HEALTH_PATH, METRICS_PATH, StatusEndpoints, answer
+from regmirror.token_auth import basic_auth
 
 from tests.flowutil import reverse_flow
 
@@ -20,13 +26,41 @@ def test_answers():
     assert answer("GET", "/_regmirror/redirect", registry) is None
 
 
-def test_answered_before_routing():
+async def test_answered_before_routing():
     status = StatusEndpoints(CollectorRegistry())
     with taddons.context(status):
         f = reverse_flow("GET", HEALTH_PATH + "?probe=1")
-        status.requestheaders(f)
+        await status.requestheaders(f)
         assert f.response.status_code == 200
         assert f.request.host == "registry-1.docker.io"  # never sent upstream
         g = reverse_flow("GET", "/v2/")
-        status.requestheaders(g)
+        await status.requestheaders(g)
         assert g.response is None
+
+
+async def test_metrics_need_credentials_under_client_auth_unless_the_network_is_open():
+    router = Router()
+    router.config = type(router.config)(auth=ClientAuthConfig(tokens=frozenset({"s" * 20})))
+    client_auth = ClientAuth(router)
+    status = StatusEndpoints(CollectorRegistry(), client_auth.admits)
+    with taddons.context(status, router, client_auth) as tctx:
+        f = reverse_flow("GET", METRICS_PATH)
+        await status.requestheaders(f)
+        assert f.response.status_code == 401 and b"regmirror" not in f.response.content
+        for header in ("Bearer " + "s" * 20, basic_auth("prometheus", "s" * 20)):
+            g = reverse_flow("GET", METRICS_PATH, headers={"Authorization": header})
+            await status.requestheaders(g)
+            assert g.response.status_code == 200, header
+        wrong = reverse_flow("GET", METRICS_PATH, headers={"Authorization": "Bearer \udcff"})
+        await status.requestheaders(wrong)
+        assert wrong.response.status_code == 401
+        h = reverse_flow("GET", HEALTH_PATH)  # load balancers need no credentials
+        await status.requestheaders(h)
+        assert h.response.status_code == 200
+        tctx.configure(status, regmirror_metrics_allow=["127.0.0.0/8", "::1"])
+        s = reverse_flow("GET", METRICS_PATH)
+        s.client_conn.peername = ("127.0.0.1", 40000)
+        await status.requestheaders(s)
+        assert s.response.status_code == 200
+        with pytest.raises(exceptions.OptionsError, match="regmirror_metrics_allow"):
+            tctx.configure(status, regmirror_metrics_allow=["10.0.0.0/33"])

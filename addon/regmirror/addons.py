@@ -22,12 +22,13 @@ def mirror_addons() -> list[object]:
     # Every hook is guarded: one that raises answers its flow with a 500 (fail closed).
     router = Router()
     metrics = Metrics()
+    client_auth = ClientAuth(router)
     return guarded([
         UpstreamConnections(),
         RefuseTls(),
-        StatusEndpoints(metrics.registry),
+        StatusEndpoints(metrics.registry, client_auth.admits),
         router,
-        ClientAuth(router),
+        client_auth,
         TokenAuth(router),
         Redirects(),
         Streaming(),

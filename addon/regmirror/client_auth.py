@@ -158,6 +158,23 @@ class ClientAuth:
         for token in answer.tokens:
             self.ledger.add(token, principal, answer.lifetime, time.time())
 
+    async def admits(self, req: http.Request) -> bool:
+        """Whether a request to one of the mirror's own endpoints (metrics) may be answered:
+        always without [auth]; else with a token the mirror issued, a static token as
+        Bearer (as Prometheus sends it), or valid Basic credentials."""
+        auth = self.router.config.auth
+        if not auth.enabled:
+            return True
+        if auth is not self.auth:
+            self._reloaded(auth)
+        header = req.headers.get("Authorization", "")
+        if token := bearer_token(header):
+            secret = token.encode("utf-8", "surrogateescape")
+            static = any(hmac.compare_digest(secret, t.encode()) for t in auth.tokens)
+            return static or self.ledger.principal(token, time.time()) is not None
+        creds = parse_basic(header)
+        return creds is not None and await self._check(auth, *creds) is not None
+
     def _reloaded(self, auth: AuthConfig) -> None:
         """Revoke what the new configuration no longer accepts: removed users and tokens,
         changed passwords."""

@@ -9,7 +9,6 @@ Three addressing styles work together, most specific first:
 A path prefix and an `ns` that name different registries are ambiguous and refused.
 """
 
-from collections.abc import Iterable
 from typing import NamedTuple
 
 from .catalog import Registry
@@ -41,17 +40,21 @@ class Table:
     ):
         """`extra_hosts`: host -> registry from the regmirror_routes option. `fallback`: the
         registry when nothing else routes (the --mode reverse target), unless the config
-        names a default."""
-        self.registries = {**config.registries, **{r.key: r for r in (extra_hosts or {}).values()}}
+        names a default.
+
+        An upstream that the configuration already knows is that registry, with its name,
+        allow/deny lists and credentials: `--mode reverse:https://registry-1.docker.io` and
+        `hub.local=https://registry-1.docker.io` are the catalogue's docker.io."""
+        known = {}
+        for r in reversed(config.registries.values()):
+            known[r.upstream.base] = r  # the first entry wins for a shared upstream
+        extra = {h: known.get(r.upstream.base, r) for h, r in (extra_hosts or {}).items()}
+        self.registries = {**config.registries, **{r.key: r for r in extra.values()}}
         if fallback:
-            # `--mode reverse:https://registry-1.docker.io` is the catalogue's docker.io
-            same = (
-                r for r in self.registries.values() if r.upstream.base == fallback.upstream.base
-            )
-            fallback = next(same, fallback)
+            fallback = known.get(fallback.upstream.base, fallback)
             self.registries.setdefault(fallback.key, fallback)
         self.names = {n: r for r in self.registries.values() for n in (r.key, *r.aliases)}
-        self.hosts = {h: self.names[k] for h, k in config.hosts.items()} | (extra_hosts or {})
+        self.hosts = {h: self.names[k] for h, k in config.hosts.items()} | extra
         self.subdomains = {r.subdomain: r for r in config.registries.values() if r.subdomain}
         self.domain = config.domain
         self.default = self.names[config.default] if config.default else fallback
@@ -92,17 +95,14 @@ class Table:
         return Route(registry, style, name, first if by_path else "")
 
     def listing(self) -> list[str]:
-        """The routes, for 404 answers and the docs."""
-        out = [f"{h} -> {r.key} ({r.upstream.base})" for h, r in sorted(self.hosts.items())]
+        """The routes by registry name, for 404 answers: never the upstreams' URLs."""
+        out = [f"{h} -> {r.key}" for h, r in sorted(self.hosts.items())]
         if self.domain:
             out += [f"{s}.{self.domain} -> {r.key}" for s, r in sorted(self.subdomains.items())]
-        out += [f"/v2/{k}/... or ?ns={k} -> {r.upstream.base}" for k, r in self._sorted()]
+        out += [f"/v2/{k}/... or ?ns={k}" for k in sorted(self.registries)]
         if self.default:
-            out.append(f"default -> {self.default.key} ({self.default.upstream.base})")
+            out.append(f"default -> {self.default.key}")
         return out
-
-    def _sorted(self) -> Iterable[tuple[str, Registry]]:
-        return sorted(self.registries.items())
 
 
 def strip_prefix(name: str, registry: Registry) -> str:

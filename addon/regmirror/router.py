@@ -210,7 +210,9 @@ class Router:
         except names.InvalidRequest as e:
             return reject(flow, 400, e.code, str(e))
         except NoRoute as e:
-            return reject(flow, 404, errors.NAME_UNKNOWN, str(e), table.listing())
+            # Under client auth the request is not authenticated yet: no listing then.
+            listing = None if self.config.auth.enabled else table.listing()
+            return reject(flow, 404, errors.NAME_UNKNOWN, str(e), listing)
         upstream = route.registry.upstream
         info.update(
             op=api.kind, registry=route.registry.key, upstream=upstream.base, style=route.style
