@@ -8,17 +8,9 @@ import time
 import httpx
 import pytest
 
+from tests.support.rawhttp import raw
+
 pytestmark = pytest.mark.e2e
-
-
-def raw(port: int, request: bytes) -> bytes:
-    """Send bytes as they are (no client library normalises them) and read the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        s.sendall(request)
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @pytest.fixture
@@ -37,7 +29,7 @@ def mirror(mirror_factory, tmp_path, registry, token_server):
         (b"/v2/nginx/manifests/" + b"x" * 5000, 400),
         (b"/v2/nginx/blobs/sha256:" + b"0" * 64 + b"?ns=" + b"a" * 3000, 404),
         (b"/v2/nginx/manifests/1?ns=169.254.169.254", 404),
-        (b"/v2/auth?scope=" + b"%00" * 100, 200),
+        (b"/v2/auth?scope=" + b"%00" * 100, 400),
         (b"http://169.254.169.254/latest/meta-data", 404),
         (b"/_regmirror/redirect?u=http://127.0.0.1:22/&e=99999999999&s=AAAA", 403),
     ],
