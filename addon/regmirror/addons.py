@@ -27,7 +27,7 @@ def mirror_addons() -> list[object]:
         router,
         ClientAuth(router),
         TokenAuth(router),
-        Redirects(),
+        Redirects(router),
         Streaming(),
         OpLog(),
         Views(),

@@ -19,36 +19,41 @@ from mitmproxy import ctx, exceptions, http
 
 from . import errors
 from .flowinfo import REDIRECT, FlowInfo, info
+from .outbound import redirect_refused
 from .resolve import HOST, client_path
-from .router import REDIRECT_PATH
+from .router import REDIRECT_PATH, Router
 
 TTL = 600  # seconds a signed redirect stays valid; clients follow redirects at once
 _LINK_RE = re.compile(r"<([^>]*)>")
 
 
-def _mac(key: bytes, target: str, expires: int) -> str:
-    digest = hmac.new(key, f"{expires}\n{target}".encode(), hashlib.sha256).digest()
+def _mac(key: bytes, registry: str, target: str, expires: int) -> str:
+    message = f"{expires}\n{registry}\n{target}".encode()
+    digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def sign(target: str, key: bytes, now: float) -> str:
-    """Mirror-local path and query that lead to `target`."""
+def sign(target: str, registry: str, key: bytes, now: float) -> str:
+    """Mirror-local path and query that lead to `target`, redirected to by `registry` (its
+    key: the target is judged by that registry's policy when followed)."""
     expires = int(now) + TTL
-    query = urllib.parse.urlencode({"u": target, "e": expires, "s": _mac(key, target, expires)})
+    mac = _mac(key, registry, target, expires)
+    query = urllib.parse.urlencode({"u": target, "r": registry, "e": expires, "s": mac})
     return f"{REDIRECT_PATH}?{query}"
 
 
-def verify(query: str, key: bytes, now: float) -> str:
-    """The target of a signed redirect query. Raises ValueError if forged or expired."""
+def verify(query: str, key: bytes, now: float) -> tuple[str, str]:
+    """(target, registry) of a signed redirect query. Raises ValueError if forged or expired."""
     q = dict(urllib.parse.parse_qsl(query))
-    target, expires, mac = q.get("u", ""), q.get("e", ""), q.get("s", "")
-    if not (target and expires.isdigit() and mac):
+    target, registry, expires = q.get("u", ""), q.get("r", ""), q.get("e", "")
+    mac = q.get("s", "")
+    if not (target and registry and expires.isdigit() and mac):
         raise ValueError("incomplete redirect")
-    if not hmac.compare_digest(mac, _mac(key, target, int(expires))):
+    if not hmac.compare_digest(mac, _mac(key, registry, target, int(expires))):
         raise ValueError("bad redirect signature")
     if int(expires) < now:
         raise ValueError("redirect expired")
-    return target
+    return target, registry
 
 
 def rewrite_location(
@@ -57,6 +62,7 @@ def rewrite_location(
     upstream: str,
     to_client: Callable[[str], str],
     mirror: str,
+    registry: str,
     key: bytes | None,
     now: float,
 ) -> str:
@@ -72,7 +78,7 @@ def rewrite_location(
         return to_client(target[len(upstream) :])
     if key is None or not target.startswith(("https://", "http://")):
         return target
-    return mirror + sign(target, key, now)
+    return mirror + sign(target, registry, key, now)
 
 
 def rewrite_link(link: str, upstream: str, to_client: Callable[[str], str]) -> str:
@@ -99,7 +105,8 @@ def client_url(i: FlowInfo) -> Callable[[str], str]:
 
 
 class Redirects:
-    def __init__(self) -> None:
+    def __init__(self, router: Router) -> None:
+        self.router = router
         self.key = os.urandom(32)
 
     def load(self, loader) -> None:
@@ -134,7 +141,7 @@ class Redirects:
                 )
             self.key = secret.encode() if secret else os.urandom(32)
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
         if flow.response or not i or i.get("op") != REDIRECT:
             return
@@ -144,9 +151,13 @@ class Redirects:
             flow.response = errors.error_response(405, errors.UNSUPPORTED, "GET or HEAD only")
             return
         try:
-            target = verify(req.path.partition("?")[2], self.key, time.time())
-        except ValueError as e:
-            flow.response = errors.error_response(403, errors.DENIED, str(e), head=head)
+            target, name = verify(req.path.partition("?")[2], self.key, time.time())
+            registry = self.router.registry(flow, name)
+        except (ValueError, KeyError) as e:
+            message = f"no registry {e}" if isinstance(e, KeyError) else str(e)
+            flow.response = errors.error_response(403, errors.DENIED, message, head=head)
+            return
+        if await redirect_refused(flow, target, registry):
             return
         for h in ("Authorization", "Cookie", "Proxy-Authorization"):
             req.headers.pop(h, None)
@@ -168,6 +179,7 @@ class Redirects:
                 i["upstream"],
                 to_client,
                 i["mirror"],
+                i["registry"],
                 key,
                 time.time(),
             )
