@@ -1,6 +1,9 @@
+import ipaddress
 from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from regmirror.catalog import CATALOG, Registry
 from regmirror.routes import parse_upstream
 from regmirror.targets import (
@@ -42,6 +45,25 @@ def test_internal_addresses(address):
 @pytest.mark.parametrize("address", PUBLIC)
 def test_public_addresses(address):
     assert not internal(address)
+
+
+@given(st.ip_addresses(v=4))
+def test_ipv6_forms_of_an_ipv4_address_are_judged_as_it(v4):
+    forms = [
+        f"::ffff:{v4}",
+        str(ipaddress.IPv6Address((0x64FF9B << 96) | int(v4))),  # NAT64
+        str(ipaddress.IPv6Address((0x2002 << 112) | (int(v4) << 80))),  # 6to4
+    ]
+    assert [internal(f) for f in forms] == [internal(str(v4))] * 3
+
+
+@given(st.ip_addresses())
+def test_an_internal_address_is_refused_unless_it_is_the_registrys_own(ip):
+    url = f"http://[{ip}]:81/x" if ip.version == 6 else f"http://{ip}:81/x"
+    reason = refusal(url, "registry.example", (), None)
+    assert (reason is not None) == internal(str(ip))
+    assert refusal(url, str(ip), (), None) is None
+    assert refusal(url, "registry.example", (str(ip),), None) is None
 
 
 @pytest.mark.parametrize(

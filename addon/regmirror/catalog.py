@@ -51,12 +51,13 @@ def _entry(
 
 
 # Registries every mirror knows. Only Docker Hub keeps official images under `library/`.
-# `realm`: the hosts their Bearer challenges name (2026), from their challenges as seen in
-# client code and tests: `Bearer realm="https://auth.docker.io/token"`, quay.io `/v2/auth`,
-# gcr.io and k8s.gcr.io `/v2/token`, ghcr.io `/token`, public.ecr.aws `/token/`, nvcr.io
-# `/proxy_auth` (older clients saw authn.nvidia.com/token). registry.k8s.io and
-# mcr.microsoft.com pull anonymously: a realm can only be on their own host.
-# docker.cloudsmith.io: unverified, so its realm is pinned when first learned.
+# `realm`: the hosts their Bearer challenges name, as seen in public client code and tests:
+# `realm="https://auth.docker.io/token"`, quay.io `/v2/auth`, gcr.io and k8s.gcr.io
+# `/v2/token`, ghcr.io `/token`, public.ecr.aws `/token/`, nvcr.io `/proxy_auth` (older
+# clients saw https://authn.nvidia.com/token). registry.k8s.io answers `/v2/` with 200 and
+# mcr.microsoft.com pulls anonymously (one test saw a realm on its own host), so a realm can
+# only be on their own host. docker.cloudsmith.io: not verified, so no built-in host: its
+# realm is pinned when first learned.
 CATALOG: dict[str, Registry] = {
     r.key: r
     for r in (
