@@ -78,7 +78,14 @@ def test_normal_host(host, normal):
 def test_host_of():
     assert host_of("https://User:pw@AUTH.docker.io:8443/token?x=1") == "auth.docker.io"
     assert host_of("http://[::ffff:10.0.0.1]:80/") == "10.0.0.1"
-    for bad in ("ftp://h/", "/relative", "http://", "http://h:99999/", "file:///etc/passwd"):
+    for bad in (
+        "ftp://h/",
+        "/relative",
+        "http://",
+        "http://h:99999/",
+        "http://[evil/",
+        "file:///x",
+    ):
         assert host_of(bad) == ""
 
 
@@ -139,6 +146,7 @@ REFUSALS = [
     # not http(s)
     ("ftp://10.0.0.1/", "registry.example", (), None, "not an http(s) URL"),
     ("http://h:99999/", "registry.example", (), None, "not an http(s) URL"),
+    ("http://[::1/token", "registry.example", (), None, "not an http(s) URL"),
 ]  # fmt: skip
 
 

@@ -23,7 +23,7 @@ async def resolve(host: str, timeout: float) -> list[str]:
         found = await asyncio.wait_for(
             loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout
         )
-    except (OSError, TimeoutError):
+    except (OSError, TimeoutError, UnicodeError):  # UnicodeError: not IDNA ("a..b")
         return []
     return [str(info[4][0]) for info in found]
 
@@ -36,7 +36,10 @@ async def _addresses(url: str, registry_host: str, listed: Collection[str]) -> l
 
 def where(url: str) -> str:
     """A target for messages: scheme, host, port and path; no credentials or query."""
-    u = urllib.parse.urlsplit(url)
+    try:
+        u = urllib.parse.urlsplit(url)
+    except ValueError:
+        return repr(url[:100])
     return f"{u.scheme}://{u.netloc.rpartition('@')[2]}{u.path}"[:200]
 
 

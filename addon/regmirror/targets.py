@@ -47,10 +47,10 @@ def valid_host(host: str) -> bool:
 
 def host_of(url: str) -> str:
     """The normalized host of an http(s) URL; "" for anything else."""
-    u = urllib.parse.urlsplit(url)
     try:
+        u = urllib.parse.urlsplit(url)
         u.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError:
+    except ValueError:  # also for "Invalid IPv6 URL"
         return ""
     if u.scheme not in ("http", "https") or not u.hostname:
         return ""
