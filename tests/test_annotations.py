@@ -2,9 +2,11 @@ import pytest
 from mitmproxy import flowfilter
 from mitmproxy.test import taddons
 from mitmproxy.tools.web.webaddons import WebAddon
+from regmirror import outbound
 from regmirror.annotations import DENIED, FAILED, Annotations, image, label, outcome
 from regmirror.redirects import Redirects
 from regmirror.router import Router
+from regmirror.upstream import UpstreamConnections
 
 from tests.flowutil import respond, reverse_flow
 
@@ -126,9 +128,14 @@ def test_token_scopes_from_query_and_form():
         assert p.comment == "token repository:a:pull repository:b:pull"
 
 
-def test_redirect_flow_names_the_blob_it_fetches():
-    router, redirects, annotations = Router(), Redirects(), Annotations()
-    with taddons.context(router, redirects, annotations):
+async def test_redirect_flow_names_the_blob_it_fetches(monkeypatch):
+    async def public(host: str, timeout: float) -> list[str]:
+        return ["104.16.0.1"]
+
+    monkeypatch.setattr(outbound, "resolve", public)
+    router, annotations = Router(), Annotations()
+    redirects = Redirects(router)
+    with taddons.context(router, redirects, annotations, UpstreamConnections()):
         b = routed(router, annotations, "GET", f"/v2/nginx/blobs/{D}")
         respond(b, 307, {"Location": CDN})
         redirects.responseheaders(b)
@@ -137,7 +144,7 @@ def test_redirect_flow_names_the_blob_it_fetches():
         location = b.response.headers["Location"]
         r = reverse_flow("GET", location.removeprefix("http://mirror.test:5000"))
         router.requestheaders(r)
-        redirects.requestheaders(r)
+        await redirects.requestheaders(r)
         annotations.requestheaders(r)
         assert r.comment == (
             "redirect -> production.cloudflare.docker.com "

@@ -1,6 +1,7 @@
 import base64
 import json
 import time
+from dataclasses import replace
 
 import bcrypt
 import pytest
@@ -188,9 +189,7 @@ async def test_post_token_requests_fall_back_to_get():
 async def test_authenticated_flow_uses_route_credentials_and_issues_tokens():
     router, auth, tokens = setup()
     hub = router.config.registries["docker.io"]
-    router.config.registries["docker.io"] = type(hub)(
-        hub.key, hub.upstream, username="mirror-account", password="pw"
-    )
+    router.config.registries["docker.io"] = replace(hub, username="mirror-account", password="pw")
     tokens.challenges["https://registry-1.docker.io"] = Challenge(
         "Bearer", {"realm": "https://auth.docker.io/token", "service": "registry.docker.io"}
     )

@@ -82,6 +82,12 @@ tokens = ["{"s" * 16}"]
         ({"registries": {"ghcr.io": {"allow": "library/*"}}}, "allow: must be a list"),
         ({"registries": {"ghcr.io": {"deny": ["a b"]}}}, "deny: not a repository glob"),
         ({"registries": {"ghcr.io": {"colour": 1}}}, "registries.'ghcr.io'.colour: unknown key"),
+        ({"registries": {"ghcr.io": {"realm_hosts": "ghcr.io"}}}, "realm_hosts: must be a list"),
+        ({"registries": {"ghcr.io": {"realm_hosts": ["10.0.0.6:5001"]}}},
+         "ghcr.io'.realm_hosts: not a host name or IP address"),
+        ({"registries": {"ghcr.io": {"redirect_hosts": ["http://s3.lab"]}}},
+         "ghcr.io'.redirect_hosts: not a host name or IP address"),
+        ({"registries": {"ghcr.io": {"redirect_hosts": ["*.lab"]}}}, "redirect_hosts: not a host"),
         ({"auth": {"tokens": ["short"]}}, "auth.tokens: every token needs at least 16"),
         ({"auth": {"htpasswd": "/nonexistent/htpasswd"}}, "auth.htpasswd: cannot read"),
     ],
@@ -89,6 +95,36 @@ tokens = ["{"s" * 16}"]
 def test_errors_name_the_key(data, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
         parse_config(data)
+
+
+def test_realm_and_redirect_hosts():
+    c = parse_config(
+        {
+            "registries": {
+                "lab.example": {
+                    "url": "http://10.0.0.5:5000",
+                    "realm_hosts": ["Token.Lab.", "[FD00::6]"],
+                    "redirect_hosts": ["10.0.0.7", "::ffff:10.0.0.8"],
+                },
+                "quay.io": {"username": "u", "password": "p"},
+                "ghcr.io": {"url": "https://ghcr.io:443", "redirect_hosts": ["s3.lab"]},
+                "docker.io": {"url": "http://127.0.0.1:5001"},
+                "gcr.io": {"url": "http://127.0.0.1:5002", "realm_hosts": ["127.0.0.3"]},
+            }
+        }
+    )
+    r = c.registries
+    lab = r["lab.example"]
+    assert (lab.realm_hosts, lab.redirect_hosts) == (
+        ("token.lab", "fd00::6"),
+        ("10.0.0.7", "10.0.0.8"),
+    )
+    # built-in realm hosts stay with the built-in upstream, and go when the URL moves
+    assert r["quay.io"].realm_hosts == ("quay.io",)
+    assert (r["ghcr.io"].realm_hosts, r["ghcr.io"].redirect_hosts) == (("ghcr.io",), ("s3.lab",))
+    assert r["docker.io"].realm_hosts == () and r["docker.io"].redirect_hosts == ()
+    assert r["gcr.io"].realm_hosts == ("127.0.0.3",)
+    assert parse_config({}).registries["docker.io"].realm_hosts == ("auth.docker.io",)
 
 
 def test_file_errors(tmp_path):
@@ -123,4 +159,6 @@ def test_example_config_parses_with_every_key_enabled(tmp_path, monkeypatch):
     assert c.domain == "mirror.example.com" and c.default == "docker.io"
     assert c.registries["docker.io"].allow == ("library/*", "bitnami/*")
     assert c.registries["lab.example"].upstream.base == "http://10.0.0.5:5000"
+    assert c.registries["lab.example"].realm_hosts == ("10.0.0.6",)
+    assert c.registries["lab.example"].redirect_hosts == ("10.0.0.7",)
     assert c.auth.enabled

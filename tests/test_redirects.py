@@ -4,6 +4,8 @@ import urllib.parse
 import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
+from regmirror import outbound
+from regmirror.flowinfo import KEY as FLOW_KEY
 from regmirror.redirects import (
     Redirects,
     client_url,
@@ -14,21 +16,23 @@ from regmirror.redirects import (
 )
 from regmirror.router import Router
 from regmirror.streaming import Streaming
+from regmirror.upstream import UpstreamConnections
 
 from tests.flowutil import respond, reverse_flow
 
 KEY = b"k" * 32
+HUB = "docker.io"
 UP = "https://registry-1.docker.io"
 M = "http://mirror.test:5000"
 CDN = "https://production.cloudflare.docker.com/registry-v2/docker/registry/v2/blobs/sha256/ab/x/data?X-Amz-Signature=s&X-Amz-Expires=1200"
 
 
 def test_sign_verify():
-    path = sign(CDN, KEY, now=1000)
+    path = sign(CDN, HUB, KEY, now=1000)
     assert path.startswith("/_regmirror/redirect?")
     query = path.split("?", 1)[1]
-    assert verify(query, KEY, now=1000) == CDN
-    assert verify(query, KEY, now=1600) == CDN
+    assert verify(query, KEY, now=1000) == (CDN, HUB)
+    assert verify(query, KEY, now=1600) == (CDN, HUB)
     with pytest.raises(ValueError, match="expired"):
         verify(query, KEY, now=1601)
     with pytest.raises(ValueError, match="signature"):
@@ -40,15 +44,21 @@ def test_sign_verify():
     forged = dict(urllib.parse.parse_qsl(query), e="99999999999")
     with pytest.raises(ValueError, match="signature"):
         verify(urllib.parse.urlencode(forged), KEY, now=1000)
-    for q in ("", "u=x", "u=x&e=1", "u=x&e=abc&s=y", "u=x&e=1&s=%C3%A9", "u=%FF&e=1&s=\udcff",
-              "u=x&e=%D9%A1&s=y"):  # fmt: skip
+    # the registry whose redirect policy judges the target is signed too
+    forged = dict(urllib.parse.parse_qsl(query), r="lab.example")
+    with pytest.raises(ValueError, match="signature"):
+        verify(urllib.parse.urlencode(forged), KEY, now=1000)
+    for q in ("", "u=x", "u=x&e=1", "u=x&r=docker.io&e=abc&s=y", "u=x&e=1&s=y",
+              "u=x&r=d&e=1&s=%C3%A9", "u=%FF&r=d&e=1&s=\udcff",
+              "u=x&r=d&e=%D9%A1&s=y"):  # fmt: skip
         with pytest.raises(ValueError):
             verify(q, KEY, now=1000)
 
 
 def test_targets_of_any_bytes_round_trip():
     for target in ("https://cdn.example/é?a=%FF", "https://cdn.example/\udcff"):
-        assert verify(sign(target, KEY, now=0).split("?", 1)[1], KEY, now=0) == target
+        query = sign(target, "docker.io", KEY, now=0).split("?", 1)[1]
+        assert verify(query, KEY, now=0) == (target, "docker.io")
 
 
 def to_mirror(path: str) -> str:
@@ -58,22 +68,22 @@ def to_mirror(path: str) -> str:
 def test_rewrite_location():
     req = UP + "/v2/library/a/blobs/sha256:1"
     # API paths on the upstream itself, relative or absolute: back to the mirror
-    assert rewrite_location("/v2/library/a/blobs/sha256:2", req, UP, to_mirror, M, KEY, 0) == (
+    assert rewrite_location("/v2/library/a/blobs/sha256:2", req, UP, to_mirror, M, HUB, KEY, 0) == (
         M + "/v2/library/a/blobs/sha256:2"
     )
-    assert rewrite_location(UP + "/v2/x?y=1", req, UP, to_mirror, M, KEY, 0) == M + "/v2/x?y=1"
+    assert rewrite_location(UP + "/v2/x?y=1", req, UP, to_mirror, M, HUB, KEY, 0) == M + "/v2/x?y=1"
     # elsewhere: a signed mirror URL, or the absolute target when passing through
-    signed = rewrite_location(CDN, req, UP, to_mirror, M, KEY, 0)
+    signed = rewrite_location(CDN, req, UP, to_mirror, M, HUB, KEY, 0)
     assert signed.startswith(M + "/_regmirror/redirect?")
-    assert verify(signed.split("?", 1)[1], KEY, 0) == CDN
-    assert rewrite_location(CDN, req, UP, to_mirror, M, None, 0) == CDN
-    rel = rewrite_location("//cdn.example/b", req, UP, to_mirror, M, None, 0)
+    assert verify(signed.split("?", 1)[1], KEY, 0) == (CDN, HUB)
+    assert rewrite_location(CDN, req, UP, to_mirror, M, HUB, None, 0) == CDN
+    rel = rewrite_location("//cdn.example/b", req, UP, to_mirror, M, HUB, None, 0)
     assert rel == "https://cdn.example/b"
     # the upstream outside its API, and a look-alike host, are not the mirror's to serve
-    assert rewrite_location("/storage/x", req, UP, to_mirror, M, KEY, 0).startswith(
+    assert rewrite_location("/storage/x", req, UP, to_mirror, M, HUB, KEY, 0).startswith(
         M + "/_regmirror/redirect?"
     )
-    evil = rewrite_location(UP + ".evil.example/v2/x", req, UP, to_mirror, M, None, 0)
+    evil = rewrite_location(UP + ".evil.example/v2/x", req, UP, to_mirror, M, HUB, None, 0)
     assert evil.startswith(UP + ".evil")
 
 
@@ -113,9 +123,15 @@ def blob_flow(router, method="GET"):
     return f
 
 
-def test_blob_redirect_round_trip():
-    router, redirects, streaming = Router(), Redirects(), Streaming()
-    with taddons.context(router, redirects, streaming):
+async def test_blob_redirect_round_trip(monkeypatch):
+    async def public(host: str, timeout: float) -> list[str]:
+        assert host == "production.cloudflare.docker.com"
+        return ["104.16.0.1"]
+
+    monkeypatch.setattr(outbound, "resolve", public)
+    router = Router()
+    redirects, streaming = Redirects(router), Streaming()
+    with taddons.context(router, redirects, streaming, UpstreamConnections()):
         for method in ("GET", "HEAD"):
             f = blob_flow(router, method)
             respond(f, 307, {"Location": CDN})
@@ -127,7 +143,7 @@ def test_blob_redirect_round_trip():
             path = location[len(M) :]
             g = reverse_flow(method, path, headers={"Authorization": "Bearer t", "Cookie": "c=1"})
             router.requestheaders(g)
-            redirects.requestheaders(g)
+            await redirects.requestheaders(g)
             assert g.response is None
             assert g.request.method == method
             assert g.request.url == CDN
@@ -139,20 +155,22 @@ def test_blob_redirect_round_trip():
             assert g.response.stream is True
 
 
-def test_forged_redirect_is_403_and_not_followed():
-    router, redirects = Router(), Redirects()
+async def test_forged_redirect_is_403_and_not_followed():
+    router = Router()
+    redirects = Redirects(router)
     with taddons.context(router, redirects):
         q = urllib.parse.urlencode({"u": "http://127.0.0.1:22/", "e": "9999999999", "s": "x"})
         g = reverse_flow("GET", "/_regmirror/redirect?" + q)
         router.requestheaders(g)
-        redirects.requestheaders(g)
+        await redirects.requestheaders(g)
         assert g.response.status_code == 403
         assert json.loads(g.response.content)["errors"][0]["code"] == "DENIED"
         assert g.request.host == "registry-1.docker.io"
 
 
 def test_pass_mode():
-    router, redirects = Router(), Redirects()
+    router = Router()
+    redirects = Redirects(router)
     with taddons.context(router, redirects) as tctx:
         tctx.configure(redirects, regmirror_redirects="pass")
         f = blob_flow(router)
@@ -162,13 +180,13 @@ def test_pass_mode():
 
 
 def test_secret_option():
-    redirects = Redirects()
+    redirects = Redirects(Router())
     with taddons.context(redirects) as tctx:
         with pytest.raises(exceptions.OptionsError, match="16"):
             tctx.configure(redirects, regmirror_redirect_secret="short")
         tctx.configure(redirects, regmirror_redirect_secret="s" * 16)
         assert redirects.key == b"s" * 16
-        other = Redirects()
+        other = Redirects(Router())
         assert other.key != redirects.key
 
 
@@ -184,3 +202,17 @@ def test_streaming_only_for_successful_blobs():
         respond(m, 200, {}, b"{}")
         streaming.responseheaders(m)
         assert not m.response.stream
+
+
+def test_malformed_location_is_502_and_malformed_link_dropped():
+    router = Router()
+    redirects = Redirects(router)
+    with taddons.context(router, redirects):
+        f = blob_flow(router)
+        respond(f, 307, {"Location": "http://[evil/"})
+        redirects.responseheaders(f)
+        assert "malformed Location" in f.metadata[FLOW_KEY]["error"]
+        g = blob_flow(router)
+        respond(g, 200, {"Link": '<http://[evil/>; rel="next"'})
+        redirects.responseheaders(g)
+        assert g.response.headers["Link"] == ""

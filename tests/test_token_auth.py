@@ -1,5 +1,6 @@
 import json
 import urllib.parse
+from dataclasses import replace
 
 import pytest
 from mitmproxy.test import taddons
@@ -184,9 +185,7 @@ def test_token_answer_returned_unchanged():
 async def test_route_credentials_only_when_the_client_sends_none():
     router, auth = addons()
     hub = router.config.registries["docker.io"]
-    router.config.registries["docker.io"] = type(hub)(
-        hub.key, hub.upstream, username="mirror-bot", password="pw"
-    )
+    router.config.registries["docker.io"] = replace(hub, username="mirror-bot", password="pw")
     auth.challenges["https://registry-1.docker.io"] = mirror_challenge(HUB_CHALLENGE, "x")[0]
     with taddons.context(router, auth, UpstreamConnections()):
         anonymous = reverse_flow("GET", "/v2/auth?scope=repository:nginx:pull")
@@ -208,8 +207,8 @@ async def test_route_credentials_only_when_the_client_sends_none():
 
 def with_route_account(router, **policy):
     hub = router.config.registries["docker.io"]
-    router.config.registries["docker.io"] = type(hub)(
-        hub.key, hub.upstream, username="mirror-bot", password="pw", **policy
+    router.config.registries["docker.io"] = replace(
+        hub, username="mirror-bot", password="pw", **policy
     )
 
 

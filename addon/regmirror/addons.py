@@ -30,7 +30,7 @@ def mirror_addons() -> list[object]:
         router,
         client_auth,
         TokenAuth(router),
-        Redirects(),
+        Redirects(router),
         Streaming(),
         OpLog(),
         Views(),

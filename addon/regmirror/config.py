@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from . import targets
 from .catalog import CATALOG, Registry
 from .routes import parse_upstream, valid_host
 
@@ -88,7 +89,7 @@ def _registry(key: str, entry: Any, known: Registry | None, base: Path) -> Regis
         entry,
         where + ".",
         {"url", "subdomain", "aliases", "dockerhub", "username", "password", "password_env",
-         "password_file", "allow", "deny"},
+         "password_file", "allow", "deny", "realm_hosts", "redirect_hosts"},
     )  # fmt: skip
     if not valid_host(key):
         raise ConfigError(f"{where}: a registry's name is its host name (ghcr.io, lab.local:5000)")
@@ -99,9 +100,12 @@ def _registry(key: str, entry: Any, known: Registry | None, base: Path) -> Regis
     hub = entry.get("dockerhub", reg.dockerhub)
     if url:
         try:
-            reg = replace(reg, upstream=parse_upstream(url, []))
+            upstream = parse_upstream(url, [])
         except ValueError as e:
             raise ConfigError(f"{where}.url: {e}") from e
+        # A built-in registry's realm hosts belong to its built-in upstream.
+        realms = reg.realm_hosts if upstream.host == reg.upstream.host else ()
+        reg = replace(reg, upstream=upstream, realm_hosts=realms)
     if not isinstance(hub, bool):
         raise ConfigError(f"{where}.dockerhub: must be true or false")
     subdomain = _str(entry, "subdomain", where + ".") or reg.subdomain
@@ -117,6 +121,8 @@ def _registry(key: str, entry: Any, known: Registry | None, base: Path) -> Regis
         password=_secret(entry, where, base),
         allow=_globs(entry, "allow", where),
         deny=_globs(entry, "deny", where),
+        realm_hosts=_hosts(entry, "realm_hosts", where) or reg.realm_hosts,
+        redirect_hosts=_hosts(entry, "redirect_hosts", where),
     )
 
 
@@ -202,6 +208,14 @@ def _globs(entry: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
         if not _GLOB_RE.fullmatch(g):
             raise ConfigError(f"{where}.{key}: not a repository glob: {g!r}")
     return tuple(globs)
+
+
+def _hosts(entry: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    hosts = _strs(entry, key, where + ".")
+    for h in hosts:
+        if not targets.valid_host(h):
+            raise ConfigError(f"{where}.{key}: not a host name or IP address (no port): {h!r}")
+    return tuple(targets.normal_host(h) for h in hosts)
 
 
 def _only(data: dict[str, Any], prefix: str, allowed: set[str]) -> None:

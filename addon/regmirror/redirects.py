@@ -19,39 +19,44 @@ from mitmproxy import ctx, exceptions, http
 
 from . import errors
 from .flowinfo import REDIRECT, FlowInfo, info
+from .outbound import redirect_refused
 from .resolve import HOST, client_path
-from .router import REDIRECT_PATH
+from .router import REDIRECT_PATH, Router
 
 TTL = 600  # seconds a signed redirect stays valid; clients follow redirects at once
 _LINK_RE = re.compile(r"<([^>]*)>")
 
 
-def _mac(key: bytes, target: str, expires: int) -> bytes:
-    message = f"{expires}\n{target}".encode("utf-8", "surrogateescape")
+def _mac(key: bytes, registry: str, target: str, expires: int) -> bytes:
+    message = f"{expires}\n{registry}\n{target}".encode("utf-8", "surrogateescape")
     digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=")
 
 
-def sign(target: str, key: bytes, now: float) -> str:
-    """Mirror-local path and query that lead to `target`."""
+def sign(target: str, registry: str, key: bytes, now: float) -> str:
+    """Mirror-local path and query that lead to `target`, redirected to by `registry` (its
+    key: the target is judged by that registry's policy when followed)."""
     expires = int(now) + TTL
-    mac = _mac(key, target, expires).decode()
-    query = urllib.parse.urlencode({"u": target, "e": expires, "s": mac}, errors="surrogateescape")
+    mac = _mac(key, registry, target, expires).decode()
+    query = urllib.parse.urlencode(
+        {"u": target, "r": registry, "e": expires, "s": mac}, errors="surrogateescape"
+    )
     return f"{REDIRECT_PATH}?{query}"
 
 
-def verify(query: str, key: bytes, now: float) -> str:
-    """The target of a signed redirect query. Raises ValueError if forged or expired."""
+def verify(query: str, key: bytes, now: float) -> tuple[str, str]:
+    """(target, registry) of a signed redirect query. Raises ValueError if forged or expired."""
     q = dict(urllib.parse.parse_qsl(query, errors="surrogateescape"))
-    target, expires, mac = q.get("u", ""), q.get("e", ""), q.get("s", "")
-    if not (target and expires.isascii() and expires.isdigit() and mac):
+    target, registry, expires = q.get("u", ""), q.get("r", ""), q.get("e", "")
+    mac = q.get("s", "")
+    if not (target and registry and expires.isascii() and expires.isdigit() and mac):
         raise ValueError("incomplete redirect")
     given = mac.encode("utf-8", "surrogateescape")
-    if not hmac.compare_digest(given, _mac(key, target, int(expires))):
+    if not hmac.compare_digest(given, _mac(key, registry, target, int(expires))):
         raise ValueError("bad redirect signature")
     if int(expires) < now:
         raise ValueError("redirect expired")
-    return target
+    return target, registry
 
 
 def rewrite_location(
@@ -60,6 +65,7 @@ def rewrite_location(
     upstream: str,
     to_client: Callable[[str], str],
     mirror: str,
+    registry: str,
     key: bytes | None,
     now: float,
 ) -> str:
@@ -68,14 +74,14 @@ def rewrite_location(
     Relative locations are resolved against the request. API paths on the upstream itself
     become the mirror's (`to_client` maps an upstream `/v2/...` path to the client's URL);
     others become signed mirror URLs, or stay (absolute) when `key` is None (redirects
-    passed through to the client).
+    passed through to the client). Raises ValueError for a malformed location.
     """
     target = urllib.parse.urljoin(request_url, location)
     if target.startswith(upstream + "/v2/"):
         return to_client(target[len(upstream) :])
     if key is None or not target.startswith(("https://", "http://")):
         return target
-    return mirror + sign(target, key, now)
+    return mirror + sign(target, registry, key, now)
 
 
 def rewrite_link(
@@ -84,7 +90,8 @@ def rewrite_link(
     """Point URLs of a `Link` header (tag and catalogue pagination) that name the upstream's
     API at the mirror, in the client's style. Relative ones (distribution sends
     `</v2/org/app/tags/list?last=b&n=1>`) are resolved against the request first: a
-    path-prefix or `ns` client following them as they are would lose its registry."""
+    path-prefix or `ns` client following them as they are would lose its registry.
+    Raises ValueError for a malformed URL."""
 
     def repl(m: re.Match[str]) -> str:
         url = urllib.parse.urljoin(request_url, m[1])
@@ -106,7 +113,8 @@ def client_url(i: FlowInfo) -> Callable[[str], str]:
 
 
 class Redirects:
-    def __init__(self) -> None:
+    def __init__(self, router: Router) -> None:
+        self.router = router
         self.key = os.urandom(32)
 
     def load(self, loader) -> None:
@@ -141,7 +149,7 @@ class Redirects:
                 )
             self.key = secret.encode() if secret else os.urandom(32)
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
         i = info(flow)
         if flow.response or not i or i.get("op") != REDIRECT:
             return
@@ -151,9 +159,13 @@ class Redirects:
             flow.response = errors.error_response(405, errors.UNSUPPORTED, "GET or HEAD only")
             return
         try:
-            target = verify(req.path.partition("?")[2], self.key, time.time())
-        except ValueError as e:
-            flow.response = errors.error_response(403, errors.DENIED, str(e), head=head)
+            target, name = verify(req.path.partition("?")[2], self.key, time.time())
+            registry = self.router.registry(flow, name)
+        except (ValueError, KeyError) as e:
+            message = f"no registry {e}" if isinstance(e, KeyError) else str(e)
+            flow.response = errors.error_response(403, errors.DENIED, message, head=head)
+            return
+        if await redirect_refused(flow, target, registry):
             return
         for h in ("Authorization", "Cookie", "Proxy-Authorization"):
             req.headers.pop(h, None)
@@ -169,15 +181,23 @@ class Redirects:
         to_client = client_url(i)
         if 300 <= resp.status_code < 400 and "Location" in resp.headers:
             key = self.key if ctx.options.regmirror_redirects == "proxy" else None
-            resp.headers["Location"] = rewrite_location(
-                resp.headers["Location"],
-                flow.request.url,
-                i["upstream"],
-                to_client,
-                i["mirror"],
-                key,
-                time.time(),
-            )
+            try:
+                resp.headers["Location"] = rewrite_location(
+                    resp.headers["Location"],
+                    flow.request.url,
+                    i["upstream"],
+                    to_client,
+                    i["mirror"],
+                    i["registry"],
+                    key,
+                    time.time(),
+                )
+            except ValueError as e:  # answered with 502 by TokenAuth.response
+                i["error"] = f"upstream {i['upstream']} sent a malformed Location: {e}"
         if "Link" in resp.headers:
-            link = resp.headers["Link"]
-            resp.headers["Link"] = rewrite_link(link, flow.request.url, i["upstream"], to_client)
+            try:
+                upstream, link = i["upstream"], resp.headers["Link"]
+                link = rewrite_link(link, flow.request.url, upstream, to_client)
+            except ValueError:
+                link = ""  # a page link the client could not follow anyway
+            resp.headers["Link"] = link

@@ -23,9 +23,9 @@ from . import errors, names
 from .catalog import Registry
 from .challenge import Challenge, bearer_challenge, format_challenge, parse_challenges, with_realm
 from .flowinfo import FlowInfo, info
+from .outbound import RealmPins
 from .resolve import realm_path, strip_prefix
 from .router import Router, reject
-from .routes import Upstream
 from .token_request import (
     InvalidTokenRequest,
     Scopes,
@@ -156,6 +156,7 @@ class TokenAuth:
         self.challenged: dict[str, float] = {}
         # upstream token URL (realm, service, scopes) -> an anonymous token answer
         self.tokens: dict[str, CachedToken] = {}
+        self.realms = RealmPins()
         self.client: httpx.AsyncClient | None = None
 
     async def done(self) -> None:
@@ -172,7 +173,7 @@ class TokenAuth:
             return
         registry = self.router.registry(flow, i["registry"])
         upstream = registry.upstream
-        challenge = self.challenges.get(upstream.base) or await self._probe(flow, upstream)
+        challenge = self.challenges.get(upstream.base) or await self._probe(flow, registry)
         if challenge is None:
             return
         if challenge is NO_TOKEN_AUTH:
@@ -183,6 +184,8 @@ class TokenAuth:
                 flow.response = errors.error_response(404, errors.UNSUPPORTED, message)
             return
         realm, service = challenge.params["realm"], challenge.params.get("service", "")
+        if await self.realms.refused(flow, registry, realm):
+            return
         req = flow.request
         if req.method == "GET":
             params = list(req.query.items(multi=True))
@@ -264,6 +267,10 @@ class TokenAuth:
             i["error"] = f"upstream {i['upstream']} sent a broken auth challenge: {e}"
             return
         if rewritten:
+            registry = self.router.registry(flow, i["registry"])
+            if refused := self.realms.learn(registry, rewritten[0].params["realm"]):
+                i["error"] = refused
+                return
             self.challenges[i["upstream"]], resp.headers["WWW-Authenticate"] = rewritten
             self.challenged[i["upstream"]] = time.monotonic()
 
@@ -296,8 +303,9 @@ class TokenAuth:
                 self.tokens.pop(next(iter(self.tokens)))
         self.tokens[req.url] = cached
 
-    async def _probe(self, flow: http.HTTPFlow, upstream: Upstream) -> Challenge | None:
+    async def _probe(self, flow: http.HTTPFlow, registry: Registry) -> Challenge | None:
         """Learn the upstream's realm from its `/v2/` challenge (once per upstream)."""
+        upstream = registry.upstream
         if self.client is None:
             self.client = httpx.AsyncClient(
                 verify=not ctx.options.ssl_insecure,
@@ -315,5 +323,8 @@ class TokenAuth:
             flow.response = errors.error_response(status, errors.UNAVAILABLE, message)
             return None
         challenge = rewritten[0] if rewritten else NO_TOKEN_AUTH
+        if rewritten and (refused := self.realms.learn(registry, challenge.params["realm"])):
+            flow.response = errors.error_response(502, errors.UNAVAILABLE, refused)
+            return None
         self.challenges[upstream.base] = challenge
         return challenge
