@@ -2,11 +2,11 @@ import pytest
 from mitmproxy import flowfilter
 from mitmproxy.test import taddons
 from mitmproxy.tools.web.webaddons import WebAddon
-from regmirror import outbound
-from regmirror.annotations import DENIED, FAILED, Annotations, image, label, outcome
-from regmirror.redirects import Redirects
-from regmirror.router import Router
-from regmirror.upstream import UpstreamConnections
+from regmirror.observe.annotations import DENIED, FAILED, Annotations, image, label, outcome
+from regmirror.routing.router import Router
+from regmirror.transport import outbound
+from regmirror.transport.redirects import Redirects
+from regmirror.transport.upstream import UpstreamConnections
 
 from tests.flowutil import respond, reverse_flow
 

@@ -1,5 +1,5 @@
 import pytest
-from regmirror.challenge import (
+from regmirror.auth.challenge import (
     Challenge,
     bearer_challenge,
     format_challenge,

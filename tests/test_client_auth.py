@@ -6,8 +6,8 @@ from dataclasses import replace
 import bcrypt
 import pytest
 from mitmproxy.test import taddons
-from regmirror.challenge import Challenge
-from regmirror.client_auth import (
+from regmirror.auth.challenge import Challenge
+from regmirror.auth.client_auth import (
     ClientAuth,
     Principal,
     TokenLedger,
@@ -16,9 +16,9 @@ from regmirror.client_auth import (
     parse_basic,
     still_valid,
 )
-from regmirror.config import ClientAuth as AuthConfig
-from regmirror.router import Router
-from regmirror.token_auth import NO_TOKEN_AUTH, TokenAuth
+from regmirror.auth.token_proxy import NO_TOKEN_AUTH, TokenAuth
+from regmirror.routing.config import ClientAuth as AuthConfig
+from regmirror.routing.router import Router
 
 from tests.flowutil import respond, reverse_flow
 

@@ -2,7 +2,7 @@ import re
 from pathlib import Path
 
 import pytest
-from regmirror.config import ConfigError, load_config, parse_config, parse_htpasswd
+from regmirror.routing.config import ConfigError, load_config, parse_config, parse_htpasswd
 
 HASH = "$2y$05$abcdefghijklmnopqrstuu5Yk4nnNTAvYSZ4mOB7XqN0RCQ9r9XEy"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from regmirror.targets import is_ip
+from regmirror.transport.targets import is_ip
 
 from tests.support.malicious import SECRET, TOKEN, InternalServer, MaliciousRegistry
 

@@ -8,7 +8,7 @@ from mitmproxy.test import taddons, tflow
 from regmirror import guard
 from regmirror.addons import mirror_addons
 from regmirror.flowinfo import KEY
-from regmirror.views import Views
+from regmirror.observe.views import Views
 
 from tests.flowutil import respond, reverse_flow
 
@@ -119,7 +119,7 @@ def test_every_flow_and_connection_hook_of_the_mirror_is_guarded():
 async def test_a_raising_mirror_hook_never_lets_the_request_go_upstream(monkeypatch, caplog):
     """The whole chain, as mitmproxy runs it: a crash in client auth (after the router has
     set the upstream) leaves the flow answered by the mirror."""
-    from regmirror.client_auth import ClientAuth
+    from regmirror.auth.client_auth import ClientAuth
 
     def explode(self, flow):
         raise UnicodeEncodeError("utf-8", "\udcff", 0, 1, "boom")

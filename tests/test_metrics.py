@@ -1,7 +1,7 @@
 from mitmproxy import flow
 from mitmproxy.test import taddons
-from regmirror.metrics import Metrics, parse_ratelimit, served_bytes
-from regmirror.router import Router
+from regmirror.observe.metrics import Metrics, parse_ratelimit, served_bytes
+from regmirror.routing.router import Router
 
 from tests.flowutil import respond, reverse_flow
 

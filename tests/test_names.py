@@ -1,6 +1,6 @@
 import pytest
-from regmirror import names
-from regmirror.names import ApiPath, InvalidRequest, parse_api_path
+from regmirror.routing import names
+from regmirror.routing.names import ApiPath, InvalidRequest, parse_api_path
 
 D = "sha256:" + "a" * 64
 

@@ -1,8 +1,8 @@
 import logging
 
 from mitmproxy.test import taddons
-from regmirror.oplog import OpLog, describe, human_size, printable
-from regmirror.router import Router
+from regmirror.observe.oplog import OpLog, describe, human_size, printable
+from regmirror.routing.router import Router
 
 from tests.flowutil import respond, reverse_flow
 
@@ -73,7 +73,7 @@ def test_log_line_without_secrets(caplog):
         router.requestheaders(e)
         respond(e, 404, {}, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"x"}]}')
         oplog.response(e)
-    lines = [r.getMessage() for r in caplog.records if r.name == "regmirror.oplog"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "regmirror.observe.oplog"]
     assert lines[0].startswith("pull manifest docker.io/library/nginx:1-alpine -> 200 1.2 kB ")
     assert lines[0].endswith(" ms")
     assert lines[1].startswith("token repository:nginx:pull -> 200 ")
@@ -92,7 +92,7 @@ def test_nothing_a_client_sends_forges_a_log_line(caplog):
         router.requestheaders(t)
         respond(t, 400, {}, b"{}")
         oplog.response(t)
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "regmirror.oplog"]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "regmirror.observe.oplog"]
     assert line.startswith("token repository:a:pull\\n2026-12-01 forged\\x1b[31m -> 400")
 
 

@@ -9,14 +9,14 @@ import time
 
 import pytest
 from mitmproxy.test import taddons
-from regmirror import outbound
-from regmirror.catalog import Registry
-from regmirror.challenge import bearer_challenge
-from regmirror.redirects import Redirects
-from regmirror.router import Router
-from regmirror.routes import parse_upstream
-from regmirror.token_auth import TokenAuth
-from regmirror.upstream import UpstreamConnections
+from regmirror.auth.challenge import bearer_challenge
+from regmirror.auth.token_proxy import TokenAuth
+from regmirror.routing.catalog import Registry
+from regmirror.routing.router import Router
+from regmirror.routing.upstreams import parse_upstream
+from regmirror.transport import outbound
+from regmirror.transport.redirects import Redirects
+from regmirror.transport.upstream import UpstreamConnections
 
 from tests.flowutil import respond, reverse_flow
 

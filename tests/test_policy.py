@@ -1,6 +1,6 @@
 import json
 
-from regmirror.policy import visible_catalog
+from regmirror.routing.policy import visible_catalog
 
 
 def no_private(name: str) -> bool:

@@ -6,13 +6,13 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.addons.dumper import Dumper
 from mitmproxy.test import taddons
-from regmirror.redact import (
+from regmirror.observe.redact import (
     Redaction,
     fingerprint,
     mask_authorization,
     mask_form,
 )
-from regmirror.router import Router
+from regmirror.routing.router import Router
 
 from tests.flowutil import respond, reverse_flow
 from tests.support.tokenserver import TokenServer

@@ -4,9 +4,10 @@ import urllib.parse
 import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
-from regmirror import outbound
 from regmirror.flowinfo import KEY as FLOW_KEY
-from regmirror.redirects import (
+from regmirror.routing.router import Router
+from regmirror.transport import outbound
+from regmirror.transport.redirects import (
     Redirects,
     client_url,
     rewrite_link,
@@ -14,9 +15,8 @@ from regmirror.redirects import (
     sign,
     verify,
 )
-from regmirror.router import Router
-from regmirror.streaming import Streaming
-from regmirror.upstream import UpstreamConnections
+from regmirror.transport.streaming import Streaming
+from regmirror.transport.upstream import UpstreamConnections
 
 from tests.flowutil import respond, reverse_flow
 

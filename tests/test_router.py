@@ -3,9 +3,9 @@ import json
 import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.test import taddons
-from regmirror.config import ClientAuth as ClientAuthConfig
 from regmirror.flowinfo import KEY
-from regmirror.router import Router
+from regmirror.routing.config import ClientAuth as ClientAuthConfig
+from regmirror.routing.router import Router
 
 from tests.flowutil import reverse_flow
 

@@ -1,6 +1,6 @@
 import pytest
-from regmirror.names import with_library
-from regmirror.scopes import InvalidScope, read_only_scopes
+from regmirror.auth.scopes import InvalidScope, read_only_scopes
+from regmirror.routing.names import with_library
 
 
 def allow_all(name: str) -> bool:
@@ -43,9 +43,7 @@ def test_denied_repositories_are_dropped_by_their_upstream_name():
 
 def test_catalog_only_when_allowed():
     scopes = ["registry:catalog:*", "registry:other:*"]
-    assert read_only_scopes(scopes, with_library, allow_all, catalog=True) == [
-        "registry:catalog:*"
-    ]
+    assert read_only_scopes(scopes, with_library, allow_all, catalog=True) == ["registry:catalog:*"]
 
 
 @pytest.mark.parametrize(

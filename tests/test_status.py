@@ -2,11 +2,11 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
 from prometheus_client import CollectorRegistry, Counter
-from regmirror.client_auth import ClientAuth
-from regmirror.config import ClientAuth as ClientAuthConfig
-from regmirror.router import Router
-from regmirror.status import HEALTH_PATH, METRICS_PATH, StatusEndpoints, answer
-from regmirror.token_auth import basic_auth
+from regmirror.auth.client_auth import ClientAuth
+from regmirror.auth.token_proxy import basic_auth
+from regmirror.observe.status import HEALTH_PATH, METRICS_PATH, StatusEndpoints, answer
+from regmirror.routing.config import ClientAuth as ClientAuthConfig
+from regmirror.routing.router import Router
 
 from tests.flowutil import reverse_flow
 

@@ -5,8 +5,8 @@ from mitmproxy import exceptions
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.proxy import server
 from mitmproxy.test import taddons
-from regmirror import streaming
-from regmirror.streaming import LargeReads, Streaming
+from regmirror.transport import streaming
+from regmirror.transport.streaming import LargeReads, Streaming
 
 
 def test_read_size_option_and_install():

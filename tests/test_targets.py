@@ -4,9 +4,9 @@ from dataclasses import replace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from regmirror.catalog import CATALOG, Registry
-from regmirror.routes import parse_upstream
-from regmirror.targets import (
+from regmirror.routing.catalog import CATALOG, Registry
+from regmirror.routing.upstreams import parse_upstream
+from regmirror.transport.targets import (
     host_of,
     internal,
     needs_addresses,

@@ -1,8 +1,7 @@
 import urllib.parse
 
 import pytest
-from regmirror.names import with_library
-from regmirror.token_request import (
+from regmirror.auth.token_request import (
     InvalidTokenRequest,
     Scopes,
     checked_params,
@@ -10,6 +9,7 @@ from regmirror.token_request import (
     token_form,
     token_url,
 )
+from regmirror.routing.names import with_library
 
 HUB = Scopes(with_library, lambda name: not name.startswith("private/"), catalog=False)
 

@@ -7,8 +7,8 @@ from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.proxy import server_hooks
 from mitmproxy.proxy.layers.http import _http1, _http2
 from mitmproxy.test import taddons, tflow
-from regmirror import upstream
-from regmirror.upstream import UpstreamConnections, error_page
+from regmirror.transport import upstream
+from regmirror.transport.upstream import UpstreamConnections, error_page
 
 
 def test_required_settings_are_turned_on():

@@ -1,6 +1,6 @@
 from mitmproxy import contentviews
 from mitmproxy.test import taddons
-from regmirror.views import Views
+from regmirror.observe.views import Views
 
 NAMES = ["Registry manifest", "Registry token", "Registry error", "Registry list"]
 

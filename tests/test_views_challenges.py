@@ -2,7 +2,7 @@ import json
 
 from mitmproxy import http
 from mitmproxy.test import tflow
-from regmirror.views.challenges import ErrorView, render
+from regmirror.observe.views.challenges import ErrorView, render
 
 from tests.viewutil import registered, show, text
 

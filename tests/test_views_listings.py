@@ -1,7 +1,7 @@
 import json
 
-from regmirror.router import Router
-from regmirror.views.listings import ListView, render
+from regmirror.observe.views.listings import ListView, render
+from regmirror.routing.router import Router
 
 from tests.flowutil import respond, reverse_flow
 from tests.viewutil import registered, show, text

@@ -2,8 +2,8 @@ import json
 
 import pytest
 from mitmproxy import contentviews
-from regmirror.oplog import human_size
-from regmirror.views.manifests import (
+from regmirror.observe.oplog import human_size
+from regmirror.observe.views.manifests import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
     OCI_INDEX,

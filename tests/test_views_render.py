@@ -1,6 +1,13 @@
 import datetime
 
-from regmirror.views.render import duration, local_time, pairs, parse_json_object, table, value
+from regmirror.observe.views.render import (
+    duration,
+    local_time,
+    pairs,
+    parse_json_object,
+    table,
+    value,
+)
 
 from tests.viewutil import text
 

@@ -3,9 +3,9 @@ import time
 
 import pytest
 from mitmproxy import contentviews
-from regmirror.redact import fingerprint
-from regmirror.router import Router
-from regmirror.views.tokens import TokenView, decode_jwt, render
+from regmirror.observe.redact import fingerprint
+from regmirror.observe.views.tokens import TokenView, decode_jwt, render
+from regmirror.routing.router import Router
 
 from tests.flowutil import respond, reverse_flow
 from tests.support.tokenserver import TokenServer

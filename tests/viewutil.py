@@ -5,7 +5,7 @@ from collections.abc import Iterable, Iterator
 
 from mitmproxy import contentviews, http
 from mitmproxy.test import taddons
-from regmirror.views import Views
+from regmirror.observe.views import Views
 
 
 def text(lines: Iterable[list[tuple[str, str]]]) -> str:

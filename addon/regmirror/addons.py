@@ -1,19 +1,19 @@
 """The mirror's addons, in hook order."""
 
-from .annotations import Annotations
-from .client_auth import ClientAuth
+from .auth.client_auth import ClientAuth
+from .auth.token_proxy import TokenAuth
 from .guard import guarded
-from .metrics import Metrics
-from .oplog import OpLog
-from .redact import Redaction
-from .redirects import Redirects
-from .refuse_tls import RefuseTls
-from .router import Router
-from .status import StatusEndpoints
-from .streaming import Streaming
-from .token_auth import TokenAuth
-from .upstream import UpstreamConnections
-from .views import Views
+from .observe.annotations import Annotations
+from .observe.metrics import Metrics
+from .observe.oplog import OpLog
+from .observe.redact import Redaction
+from .observe.status import StatusEndpoints
+from .observe.views import Views
+from .routing.router import Router
+from .transport.redirects import Redirects
+from .transport.refuse_tls import RefuseTls
+from .transport.streaming import Streaming
+from .transport.upstream import UpstreamConnections
 
 
 def mirror_addons() -> list[object]:
@@ -23,18 +23,20 @@ def mirror_addons() -> list[object]:
     router = Router()
     metrics = Metrics()
     client_auth = ClientAuth(router)
-    return guarded([
-        UpstreamConnections(),
-        RefuseTls(),
-        StatusEndpoints(metrics.registry, client_auth.admits),
-        router,
-        client_auth,
-        TokenAuth(router),
-        Redirects(router),
-        Streaming(),
-        OpLog(),
-        Views(),
-        Annotations(),
-        Redaction(),
-        metrics,
-    ])
+    return guarded(
+        [
+            UpstreamConnections(),
+            RefuseTls(),
+            StatusEndpoints(metrics.registry, client_auth.admits),
+            router,
+            client_auth,
+            TokenAuth(router),
+            Redirects(router),
+            Streaming(),
+            OpLog(),
+            Views(),
+            Annotations(),
+            Redaction(),
+            metrics,
+        ]
+    )

@@ -46,9 +46,7 @@ MESSAGE = "internal error in the mirror"
 
 
 def fault_response(flow: http.HTTPFlow) -> http.Response:
-    return errors.error_response(
-        500, errors.UNKNOWN, MESSAGE, head=flow.request.method == "HEAD"
-    )
+    return errors.error_response(500, errors.UNKNOWN, MESSAGE, head=flow.request.method == "HEAD")
 
 
 class Drain:

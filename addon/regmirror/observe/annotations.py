@@ -12,9 +12,11 @@ from collections import OrderedDict
 
 from mitmproxy import ctx, http
 
-from . import flowinfo, names
-from .challenge import parse_challenges
-from .flowinfo import FlowInfo, info
+from .. import flowinfo
+from ..auth.challenge import parse_challenges
+from ..flowinfo import FlowInfo, info
+from ..routing import names
+from ..routing.router import REDIRECT_PATH
 from .oplog import (
     error_code,
     human_size,
@@ -24,7 +26,6 @@ from .oplog import (
     response_size,
     token_scopes,
 )
-from .router import REDIRECT_PATH
 
 DENIED = ":no_entry:"  # the mirror, an upstream or a token service refused the request
 FAILED = ":warning:"  # not found, rate-limited, upstream errors, broken connections

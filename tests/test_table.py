@@ -1,8 +1,17 @@
 import pytest
-from regmirror.catalog import CATALOG, Registry
-from regmirror.config import parse_config
-from regmirror.resolve import HOST, NS, PATH, NoRoute, Table, client_path, realm_path, strip_prefix
-from regmirror.routes import parse_upstream
+from regmirror.routing.catalog import CATALOG, Registry
+from regmirror.routing.config import parse_config
+from regmirror.routing.table import (
+    HOST,
+    NS,
+    PATH,
+    NoRoute,
+    Table,
+    client_path,
+    realm_path,
+    strip_prefix,
+)
+from regmirror.routing.upstreams import parse_upstream
 
 LAB = {"url": "http://127.0.0.1:5001", "subdomain": "lab"}
 

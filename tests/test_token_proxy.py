@@ -4,11 +4,11 @@ from dataclasses import replace
 
 import pytest
 from mitmproxy.test import taddons
-from regmirror import token_auth
+from regmirror.auth import token_proxy
+from regmirror.auth.token_proxy import TokenAuth, mirror_challenge
 from regmirror.flowinfo import KEY
-from regmirror.router import Router
-from regmirror.token_auth import TokenAuth, mirror_challenge
-from regmirror.upstream import UpstreamConnections
+from regmirror.routing.router import Router
+from regmirror.transport.upstream import UpstreamConnections
 
 from tests.flowutil import respond, reverse_flow
 
@@ -334,7 +334,7 @@ async def test_anonymous_ping_answered_from_the_learned_challenge(monkeypatch):
         router.requestheaders(with_token)
         await auth.requestheaders(with_token)
         assert with_token.response is None
-        monkeypatch.setattr(token_auth.time, "monotonic", lambda: 1e12)
+        monkeypatch.setattr(token_proxy.time, "monotonic", lambda: 1e12)
         stale = reverse_flow("GET", "/v2/")
         router.requestheaders(stale)
         await auth.requestheaders(stale)
@@ -348,7 +348,7 @@ def token_body(expires_in=300, **extra):
 async def test_anonymous_tokens_are_shared_while_fresh(monkeypatch):
     router, auth = addons()
     now = [1_000_000.0]
-    monkeypatch.setattr(token_auth.time, "time", lambda: now[0])
+    monkeypatch.setattr(token_proxy.time, "time", lambda: now[0])
     path = "/v2/auth?service=registry.docker.io&scope=repository:nginx:pull"
     with taddons.context(router, auth, UpstreamConnections()):
         learn_challenge(router, auth)
@@ -396,13 +396,13 @@ async def test_anonymous_tokens_are_shared_while_fresh(monkeypatch):
      token_body(refresh_token="r").encode()],
 )  # fmt: skip
 def test_token_answers_not_worth_sharing(body):
-    assert token_auth.cacheable_token(body, 0.0) is None
-    assert token_auth.cacheable_token(token_body().encode(), 0.0) is not None
+    assert token_proxy.cacheable_token(body, 0.0) is None
+    assert token_proxy.cacheable_token(token_body().encode(), 0.0) is not None
 
 
 def test_parse_token_answer():
-    answer = token_auth.parse_token_answer(b'{"token":"a","access_token":"a","expires_in":120}')
+    answer = token_proxy.parse_token_answer(b'{"token":"a","access_token":"a","expires_in":120}')
     assert (answer.tokens, answer.lifetime) == (["a", "a"], 120)
-    assert token_auth.parse_token_answer(b'{"access_token":"b"}').lifetime == 60  # the spec's
+    assert token_proxy.parse_token_answer(b'{"access_token":"b"}').lifetime == 60  # the spec's
     for body in (b"[1]", b"x", b'{"token":""}', b'{"token":"a","expires_in":"soon"}'):
-        assert token_auth.parse_token_answer(body) is None
+        assert token_proxy.parse_token_answer(body) is None

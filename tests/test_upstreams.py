@@ -1,5 +1,5 @@
 import pytest
-from regmirror.routes import Upstream, mirror_base, parse_route, parse_upstream
+from regmirror.routing.upstreams import Upstream, mirror_base, parse_route, parse_upstream
 
 
 def test_parse_upstream():

@@ -7,7 +7,7 @@ https://distribution.github.io/distribution/spec/auth/scope/
 import re
 from collections.abc import Callable
 
-from .names import valid_name
+from ..routing.names import valid_name
 
 PULL = "pull"
 CATALOG_SCOPE = "registry:catalog:*"

@@ -21,7 +21,7 @@ import re
 import urllib.parse
 from collections.abc import Collection, Sequence
 
-from .catalog import Registry
+from ..routing.catalog import Registry
 
 _HOSTNAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 # NAT64 (RFC 6052): the last 32 bits are the IPv4 address a DNS64 resolver translated.

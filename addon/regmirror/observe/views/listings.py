@@ -4,8 +4,8 @@ from typing import Any
 
 from mitmproxy import contentviews, http
 
-from .. import names
-from ..flowinfo import answered_op
+from ...flowinfo import answered_op
+from ...routing import names
 from .render import Line, blank, heading, pairs, parse_json_object
 
 LISTED = {names.TAGS: "tags", names.CATALOG: "repositories"}

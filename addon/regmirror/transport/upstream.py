@@ -12,8 +12,8 @@ from mitmproxy.net.http import http1, status_codes
 from mitmproxy.proxy import server_hooks
 from mitmproxy.proxy.layers.http import _http1, _http2
 
-from . import errors
-from .flowinfo import KEY
+from .. import errors
+from ..flowinfo import KEY
 
 logger = logging.getLogger(__name__)
 

@@ -19,13 +19,14 @@ from typing import Any, NamedTuple
 import httpx
 from mitmproxy import ctx, http
 
-from . import errors, names
-from .catalog import Registry
+from .. import errors
+from ..flowinfo import FlowInfo, info
+from ..routing import names
+from ..routing.catalog import Registry
+from ..routing.router import Router, reject
+from ..routing.table import realm_path, strip_prefix
+from ..transport.outbound import RealmPins
 from .challenge import Challenge, bearer_challenge, format_challenge, parse_challenges, with_realm
-from .flowinfo import FlowInfo, info
-from .outbound import RealmPins
-from .resolve import realm_path, strip_prefix
-from .router import Router, reject
 from .token_request import (
     InvalidTokenRequest,
     Scopes,

@@ -22,8 +22,8 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.connection import Connection
 from mitmproxy.proxy import server
 
-from . import names
-from .flowinfo import REDIRECT, info
+from ..flowinfo import REDIRECT, info
+from ..routing import names
 
 logger = logging.getLogger(__name__)
 

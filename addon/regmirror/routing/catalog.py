@@ -3,7 +3,7 @@
 import fnmatch
 from dataclasses import dataclass, field
 
-from .routes import Upstream, parse_upstream
+from .upstreams import Upstream, parse_upstream
 
 
 @dataclass(frozen=True)

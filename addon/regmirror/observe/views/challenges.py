@@ -8,7 +8,7 @@ from typing import Any
 from mitmproxy import contentviews, http
 from mitmproxy.net.http import status_codes
 
-from ..challenge import parse_challenges
+from ...auth.challenge import parse_challenges
 from .render import Line, blank, heading, pairs, parse_json_object, value
 
 

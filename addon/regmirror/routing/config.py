@@ -10,9 +10,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import targets
+from ..transport import targets
 from .catalog import CATALOG, Registry
-from .routes import parse_upstream, valid_host
+from .upstreams import parse_upstream, valid_host
 
 _SUBDOMAIN_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 _GLOB_RE = re.compile(r"[a-z0-9._/*?\[\]-]+")

@@ -5,7 +5,7 @@ the distribution spec (https://github.com/distribution/distribution/blob/main/do
 import re
 from typing import NamedTuple
 
-from . import errors
+from .. import errors
 
 MAX_NAME_LENGTH = 255
 MAX_PATH_LENGTH = 4096

@@ -17,11 +17,11 @@ from collections.abc import Callable
 
 from mitmproxy import ctx, exceptions, http
 
-from . import errors
-from .flowinfo import REDIRECT, FlowInfo, info
+from .. import errors
+from ..flowinfo import REDIRECT, FlowInfo, info
+from ..routing.router import REDIRECT_PATH, Router
+from ..routing.table import HOST, client_path
 from .outbound import redirect_refused
-from .resolve import HOST, client_path
-from .router import REDIRECT_PATH, Router
 
 TTL = 600  # seconds a signed redirect stays valid; clients follow redirects at once
 _LINK_RE = re.compile(r"<([^>]*)>")

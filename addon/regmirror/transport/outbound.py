@@ -10,8 +10,9 @@ from collections.abc import Collection
 
 from mitmproxy import ctx, http
 
-from . import errors, targets
-from .catalog import Registry
+from .. import errors
+from ..routing.catalog import Registry
+from . import targets
 
 logger = logging.getLogger(__name__)
 

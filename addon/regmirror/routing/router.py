@@ -11,14 +11,15 @@ from collections.abc import Sequence
 from mitmproxy import command, ctx, exceptions, http
 from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 
-from . import errors, names
+from .. import errors
+from ..flowinfo import KEY, REDIRECT, REJECTED, ROOT, FlowInfo, info
+from ..transport.headers import content_length
+from . import names
 from .catalog import Registry
 from .config import Config, ConfigError, load_config
-from .flowinfo import KEY, REDIRECT, REJECTED, ROOT, FlowInfo, info
-from .headers import content_length
 from .policy import visible_catalog
-from .resolve import HOST, PATH, NoRoute, Route, Table
-from .routes import DOCKER_HUB_HOSTS, Upstream, mirror_base, parse_route, parse_upstream
+from .table import HOST, PATH, NoRoute, Route, Table
+from .upstreams import DOCKER_HUB_HOSTS, Upstream, mirror_base, parse_route, parse_upstream
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,10 @@ import time
 
 from mitmproxy import http
 
-from . import flowinfo, names
-from .flowinfo import FlowInfo, info
-from .headers import content_length
+from .. import flowinfo
+from ..flowinfo import FlowInfo, info
+from ..routing import names
+from ..transport.headers import content_length
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import weakref
 from mitmproxy import http
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from . import names
-from .flowinfo import info
+from ..flowinfo import info
+from ..routing import names
 from .oplog import response_size
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)

@@ -21,12 +21,13 @@ from typing import NamedTuple
 import bcrypt
 from mitmproxy import http
 
-from . import errors, names
-from .config import ClientAuth as AuthConfig
-from .flowinfo import FlowInfo, info
-from .resolve import realm_path
-from .router import Router, reject
-from .token_auth import parse_token_answer
+from .. import errors
+from ..flowinfo import FlowInfo, info
+from ..routing import names
+from ..routing.config import ClientAuth as AuthConfig
+from ..routing.router import Router, reject
+from ..routing.table import realm_path
+from .token_proxy import parse_token_answer
 
 MIN_TTL, MAX_TTL = 60, 3600  # seconds an issued token stays valid here, at least and at most
 # Token-request parameters about the client's mirror account (docker login sends them).

@@ -1,0 +1,1 @@
+"""Token auth through the mirror, and client authentication."""

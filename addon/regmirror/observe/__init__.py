@@ -1,0 +1,1 @@
+"""What operators see: the log line, flow comments, content views, metrics."""

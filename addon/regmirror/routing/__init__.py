@@ -1,0 +1,1 @@
+"""Where a request goes: registries, the config file, names, routes, policy."""

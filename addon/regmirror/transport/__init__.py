@@ -1,0 +1,1 @@
+"""Connections, streaming and redirects; the SSRF policy; mitmproxy's internals."""
