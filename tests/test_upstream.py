@@ -1,14 +1,12 @@
 import asyncio
-import json
 
 import pytest
 from mitmproxy import connection, exceptions
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.proxy import server_hooks
-from mitmproxy.proxy.layers.http import _http1, _http2
 from mitmproxy.test import taddons, tflow
 from regmirror.transport import upstream
-from regmirror.transport.upstream import UpstreamConnections, error_page
+from regmirror.transport.upstream import UpstreamConnections
 
 
 def test_required_settings_are_turned_on():
@@ -25,24 +23,6 @@ def test_required_settings_are_turned_on():
             tctx.configure(u, regmirror_upstream_timeout=0)
         with pytest.raises(exceptions.OptionsError):
             tctx.configure(u, regmirror_response_timeout=-1)
-
-
-def test_error_pages_are_registry_errors():
-    status, body = error_page(502, "Cannot connect to x: refused")
-    assert status == 502
-    assert json.loads(body)["errors"][0] == {
-        "code": "UNAVAILABLE",
-        "message": "Bad Gateway: Cannot connect to x: refused",
-    }
-    assert error_page(502, "connection to x:1 timed out after 3 s")[0] == 504
-    assert error_page(400, "bad request line")[0] == 400
-    with taddons.context(UpstreamConnections()):
-        raw = _http1.make_error_response(502, "upstream gone")
-        head, _, body = raw.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 502 Bad Gateway")
-        assert b"application/json" in head
-        assert json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
-        assert json.loads(_http2.format_error(502, "x"))["errors"][0]["code"] == "UNAVAILABLE"
 
 
 def hook_data(host: str, port: int) -> server_hooks.ServerConnectionHookData:

@@ -10,6 +10,7 @@ from .observe.redact import Redaction
 from .observe.status import StatusEndpoints
 from .observe.views import Views
 from .routing.router import Router
+from .transport.patches import Patches
 from .transport.redirects import Redirects
 from .transport.refuse_tls import RefuseTls
 from .transport.streaming import Streaming
@@ -25,6 +26,7 @@ def mirror_addons() -> list[object]:
     client_auth = ClientAuth(router)
     return guarded(
         [
+            Patches(),
             UpstreamConnections(),
             RefuseTls(),
             StatusEndpoints(metrics.registry, client_auth.admits),

@@ -1,19 +1,17 @@
 """The mitmproxy settings the mirror depends on, and upstream connections: TLS name,
-connect and response timeouts, and registry-format answers when an upstream fails."""
+connect and response timeouts (their answers: error_pages.py)."""
 
 import asyncio
-import contextvars
 import ipaddress
 import logging
 import time
 
 from mitmproxy import ctx, exceptions, http
-from mitmproxy.net.http import http1, status_codes
 from mitmproxy.proxy import server_hooks
-from mitmproxy.proxy.layers.http import _http1, _http2
 
-from .. import errors
 from ..flowinfo import KEY
+from . import error_pages
+from .patches import close_server_connection
 
 logger = logging.getLogger(__name__)
 
@@ -23,48 +21,6 @@ REQUIRED = {"keep_host_header": True, "connection_strategy": "lazy"}
 DEFAULT_STREAM_LARGE_BODIES = "1m"
 REACHABLE_TTL = 60.0  # seconds an upstream address counts as reachable after a connect
 TIMEOUT_KEY = "regmirror.timeout"  # flow.metadata: why the mirror gave up on the upstream
-
-# The message of the error answer mitmproxy is about to send for the flow whose `error` hook
-# runs in this task (hooks and the answer that follows them share an asyncio task).
-_error_message: contextvars.ContextVar[str] = contextvars.ContextVar("regmirror_error", default="")
-
-
-def error_page(status: int, message: str) -> tuple[int, bytes]:
-    """Status and registry error body for an answer mitmproxy generates itself."""
-    if "timed out" in message or "timeout" in message.lower():
-        status = 504
-    code = errors.UNAVAILABLE if status >= 500 else errors.UNSUPPORTED
-    reason = status_codes.RESPONSES.get(status, "error")
-    return status, errors.error_body(code, f"{reason}: {message}" if message else reason)
-
-
-def _our_message(message: str) -> str:
-    ours = _error_message.get()
-    _error_message.set("")
-    return ours or message
-
-
-def _http1_error_response(status_code: int, message: str = "") -> bytes:
-    status, body = error_page(status_code, _our_message(message))
-    resp = http.Response.make(
-        status,
-        body,
-        {"Content-Type": "application/json; charset=utf-8", "Connection": "close"},
-    )
-    return http1.assemble_response(resp)
-
-
-def _http2_error_body(status_code: int, message: str) -> bytes:
-    return error_page(status_code, _our_message(message))[1]
-
-
-def install_error_pages() -> None:
-    """mitmproxy answers unreachable upstreams with an HTML page; clients expect the
-    registry's JSON error format. mitmproxy 11 has no hook for this answer, so the two
-    module-level functions that build it are replaced."""
-    _http1.make_error_response = _http1_error_response
-    _http2.format_error = _http2_error_body
-
 
 class UpstreamConnections:
     def __init__(self) -> None:
@@ -91,7 +47,6 @@ class UpstreamConnections:
             HTTP/2) in the registry's error format. 0: wait as long as mitmproxy does.
             """,
         )
-        install_error_pages()
 
     def configure(self, updated: set[str]) -> None:
         if "regmirror_upstream_timeout" in updated and ctx.options.regmirror_upstream_timeout <= 0:
@@ -138,7 +93,7 @@ class UpstreamConnections:
         self.responseheaders(flow)
         if TIMEOUT_KEY in flow.metadata and flow.error and not flow.response:
             flow.error.msg = flow.metadata[TIMEOUT_KEY]
-            _error_message.set(flow.metadata[TIMEOUT_KEY])
+            error_pages.say_next(flow.metadata[TIMEOUT_KEY])
 
     def _expire(self, flow: http.HTTPFlow) -> None:
         """No response headers in time: close the upstream connection. mitmproxy then fails
@@ -146,16 +101,13 @@ class UpstreamConnections:
         self.waiting.pop(flow.id, None)
         if flow.response or flow.error or not flow.live:
             return
-        proxyserver = ctx.master.addons.get("proxyserver")
-        handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
-        if handler is None or flow.server_conn not in handler.transports:
-            return
         timeout = ctx.options.regmirror_response_timeout
         flow.metadata[TIMEOUT_KEY] = (
             f"upstream {flow.request.host}:{flow.request.port} timed out: "
             f"no response within {timeout:g} s"
         )
-        handler.close_connection(flow.server_conn)
+        if not close_server_connection(flow):
+            del flow.metadata[TIMEOUT_KEY]
 
 
 def _is_ip(host: str) -> bool:
