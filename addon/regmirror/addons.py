@@ -2,6 +2,7 @@
 
 from .annotations import Annotations
 from .client_auth import ClientAuth
+from .connection_limits import ConnectionLimits
 from .metrics import Metrics
 from .oplog import OpLog
 from .redact import Redaction
@@ -23,6 +24,7 @@ def mirror_addons() -> list[object]:
     return [
         UpstreamConnections(),
         RefuseTls(),
+        ConnectionLimits(),
         StatusEndpoints(metrics.registry),
         router,
         ClientAuth(router),

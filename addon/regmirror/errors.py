@@ -17,6 +17,7 @@ DENIED = "DENIED"
 UNAUTHORIZED = "UNAUTHORIZED"
 UNSUPPORTED = "UNSUPPORTED"
 UNAVAILABLE = "UNAVAILABLE"
+TOOMANYREQUESTS = "TOOMANYREQUESTS"
 
 
 def error_body(code: str, message: str, detail: Any = None) -> bytes:
