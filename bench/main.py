@@ -19,10 +19,14 @@ from typing import Any
 
 import httpx
 
+from tests.support.load import raise_open_files
+
 from . import chart, profile, report, scenarios
 from .measure import curl_get, skopeo_pull
 from .plan import FULL, QUICK, Plan
 from .stack import Stack
+
+FD_MARGIN = 500  # open files beyond the idle connections: curl's, logs, upstream sockets
 
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("bench")
@@ -125,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, float] = {}
     raw: dict[str, Any] = {}
     try:
+        raise_open_files(plan.idle_connections + FD_MARGIN)  # the servers inherit it
         stack = Stack.start(work / "stack", options)
         try:
             t = time.monotonic()
@@ -141,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
                 "cold_pulls": lambda: scenarios.cold_pulls(stack, data, work / "pulls"),
                 "concurrency": lambda: scenarios.concurrency(
                     stack, data, plan, token, work / "conc"
+                ),
+                "idle_connections": lambda: scenarios.idle_connections(
+                    stack, data, plan, token, work / "idle"
                 ),
             }
             for name, run in sections.items():

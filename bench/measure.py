@@ -57,6 +57,10 @@ def _kernel_peak(pid: int) -> int | None:
     return None
 
 
+def rss(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)
+
+
 @dataclass
 class Usage:
     """What one process used while a measurement ran."""

@@ -22,6 +22,7 @@ class Plan:
     pull_reps: int  # cold pulls of a multi-arch image, per target
     concurrency: tuple[int, ...]  # clients pulling different blobs at once
     concurrent_blob: int  # size of each of those blobs
+    idle_connections: int  # held open beside the largest concurrency run (RSS)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -40,6 +41,7 @@ FULL = Plan(
     pull_reps=3,
     concurrency=(16, 64),
     concurrent_blob=8 * MiB,
+    idle_connections=1000,
 )
 
 # Checks that the harness works (the test suite runs it): tiny sizes, one repetition.
@@ -55,6 +57,7 @@ QUICK = Plan(
     pull_reps=1,
     concurrency=(4, 8),
     concurrent_blob=256 * KiB,
+    idle_connections=100,
 )
 
 

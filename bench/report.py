@@ -190,6 +190,24 @@ def summarize(raw: dict[str, Any], plan: Plan) -> tuple[list[Row], list[Target],
                 0,
             )
         )
+    clients = plan.concurrency[-1]
+    for n, section in raw["idle_connections"].items():
+        rows.append(
+            Row(
+                f"{n} idle connections, serving process RSS",
+                "MB",
+                _per_variant(section, "rss_idle", "max", MB),
+                0,
+            )
+        )
+        rows.append(
+            Row(
+                f"{clients} clients beside {n} idle connections, serving process peak RSS",
+                "MB",
+                _per_variant(section, "front_peak_rss", "max", MB),
+                0,
+            )
+        )
     scaling: dict[str, Any] = {}
     for size in plan.sizes:
         label = size_label(size)

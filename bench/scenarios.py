@@ -9,6 +9,7 @@ process right after, serving from its own storage.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 
 from tests.support.images import build_two_platform, push
+from tests.support.load import hold_connections
 from tests.support.tokenserver import PUSHER_CREDS
 
 from .blobs import Blob, Image, Pusher
@@ -30,6 +32,7 @@ from .measure import (
     latencies,
     median,
     percentile,
+    rss,
     skopeo_pull,
 )
 from .plan import Plan, size_label
@@ -40,6 +43,8 @@ logger = logging.getLogger("bench")
 Record = dict[str, Any]
 PEERS = ("peer", "peer_tls")
 SERIES_POINTS = 400  # RSS samples kept for the chart
+IDLE_SOURCE = "127.0.0.2"  # idle clients' address: the mirror's per-client limit spares the pulls
+SETTLE = 0.5  # seconds for a server to finish setting up what it accepted
 
 
 @dataclass
@@ -278,28 +283,56 @@ def cold_pulls(stack: Stack, data: Data, work: Path) -> dict[str, list[Record]]:
 # ------------------------------------------------------------------------------------------
 
 
+def _parallel_pulls(
+    stack: Stack, data: Data, target: str, n: int, token: str, out_dir: Path
+) -> Record:
+    """n clients (one connection each) pulling n different blobs from `target` at once; every
+    digest is checked after the transfer."""
+    blobs = data.many[:n]
+    urls = [f"{stack.url(target)}/v2/{data.many_repo}/blobs/{b.digest}" for b in blobs]
+    pids = {"front": stack.pid(target), "upstream": stack.upstream_pid}
+    with Sampler(pids) as sampler:
+        t: Transfer = curl_parallel(
+            urls, {"Authorization": f"Bearer {token}"}, out_dir, [b.digest for b in blobs]
+        )
+    return {**_usage_record(t.seconds, t.size, sampler), "clients": n, "verified": n}
+
+
 def concurrency(stack: Stack, data: Data, plan: Plan, token: str, work: Path) -> dict[str, Any]:
-    """N clients (one connection each) pulling N different blobs at once; every digest is
-    checked after the transfer."""
+    """N clients pulling N different blobs at once (_parallel_pulls), for each N."""
     out: dict[str, Any] = {}
     for n in plan.concurrency:
-        blobs = data.many[:n]
 
-        def measure(target: str, rep: int, blobs: list[Blob] = blobs, n: int = n) -> Record:
-            urls = [f"{stack.url(target)}/v2/{data.many_repo}/blobs/{b.digest}" for b in blobs]
-            pids = {"front": stack.pid(target), "upstream": stack.upstream_pid}
-            with Sampler(pids) as sampler:
-                t: Transfer = curl_parallel(
-                    urls,
-                    {"Authorization": f"Bearer {token}"},
-                    work / f"conc-{n}-{target}-{rep}",
-                    [b.digest for b in blobs],
-                )
-            record = _usage_record(t.seconds, t.size, sampler)
-            record["clients"] = n
-            record["verified"] = n
-            return record
+        def measure(target: str, rep: int, n: int = n) -> Record:
+            return _parallel_pulls(stack, data, target, n, token, work / f"conc-{n}-{target}-{rep}")
 
         logger.info("%d clients", n)
         out[str(n)] = _each_target(stack, plan.slow_reps, measure)
     return out
+
+
+def idle_connections(
+    stack: Stack, data: Data, plan: Plan, token: str, work: Path
+) -> dict[str, Any]:
+    """The serving process's RSS with plan.idle_connections connections open that send
+    nothing (from IDLE_SOURCE), and its peak while the largest concurrency run pulls beside
+    them. The process has served the sections before, so its heap has grown already: what
+    the connections add to a fresh process is not measured here."""
+    n = plan.concurrency[-1]
+
+    def measure(target: str, rep: int) -> Record:
+        pid = stack.pid(target)
+        port = int(stack.host(target).rsplit(":", 1)[1])
+        socks = hold_connections(port, plan.idle_connections, IDLE_SOURCE)
+        try:
+            time.sleep(SETTLE)
+            idle = rss(pid)
+            record = _parallel_pulls(stack, data, target, n, token, work / f"idle-{target}-{rep}")
+        finally:
+            for s in socks:
+                s.close()
+        record.update(connections=plan.idle_connections, rss_idle=idle)
+        return record
+
+    logger.info("%d idle connections, %d clients", plan.idle_connections, n)
+    return {str(plan.idle_connections): _each_target(stack, 1, measure)}

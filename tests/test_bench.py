@@ -10,7 +10,14 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = {"blob_curl", "blob_skopeo", "small_requests", "cold_pulls", "concurrency"}
+SECTIONS = {
+    "blob_curl",
+    "blob_skopeo",
+    "small_requests",
+    "cold_pulls",
+    "concurrency",
+    "idle_connections",
+}
 
 
 def test_quick_benchmark_runs_and_reports(tmp_path):
@@ -31,6 +38,8 @@ def test_quick_benchmark_runs_and_reports(tmp_path):
         assert doc["raw"]["blob_curl"]["4m"][variant], variant
     for n in ("4", "8"):
         assert all(r["verified"] == int(n) for r in doc["raw"]["concurrency"][n]["mirror"])
+    idle = doc["raw"]["idle_connections"]["100"]
+    assert all(r["verified"] == 8 and r["rss_idle"] > 0 for r in idle["mirror"])
     pulls = doc["raw"]["cold_pulls"]
     assert all(pulls[t][0]["round_trips"]["manifest"] > 0 for t in ("direct", "mirror", "peer"))
     assert {t["name"] for t in doc["targets"]} >= {

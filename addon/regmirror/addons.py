@@ -10,6 +10,7 @@ from .observe.redact import Redaction
 from .observe.status import StatusEndpoints
 from .observe.views import Views
 from .routing.router import Router
+from .transport.connection_limits import ConnectionLimits
 from .transport.patches import Patches
 from .transport.redirects import Redirects
 from .transport.refuse_tls import RefuseTls
@@ -29,6 +30,7 @@ def mirror_addons() -> list[object]:
             Patches(),
             UpstreamConnections(),
             RefuseTls(),
+            ConnectionLimits(),
             StatusEndpoints(metrics.registry, client_auth.admits),
             router,
             client_auth,
