@@ -26,25 +26,27 @@ TTL = 600  # seconds a signed redirect stays valid; clients follow redirects at 
 _LINK_RE = re.compile(r"<([^>]*)>")
 
 
-def _mac(key: bytes, target: str, expires: int) -> str:
-    digest = hmac.new(key, f"{expires}\n{target}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+def _mac(key: bytes, target: str, expires: str) -> bytes:
+    message = f"{expires}\n{target}".encode("utf-8", "surrogatepass")
+    return base64.urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest()).rstrip(b"=")
 
 
 def sign(target: str, key: bytes, now: float) -> str:
-    """Mirror-local path and query that lead to `target`."""
-    expires = int(now) + TTL
-    query = urllib.parse.urlencode({"u": target, "e": expires, "s": _mac(key, target, expires)})
-    return f"{REDIRECT_PATH}?{query}"
+    """Mirror-local path and query that lead to `target`. Bytes of a Location that is not
+    UTF-8 (surrogate-escaped, as mitmproxy decodes headers) travel as they came."""
+    expires = str(int(now) + TTL)
+    params = {"u": target, "e": expires, "s": _mac(key, target, expires)}
+    return f"{REDIRECT_PATH}?{urllib.parse.urlencode(params, errors='surrogateescape')}"
 
 
 def verify(query: str, key: bytes, now: float) -> str:
     """The target of a signed redirect query. Raises ValueError if forged or expired."""
-    q = dict(urllib.parse.parse_qsl(query))
+    q = dict(urllib.parse.parse_qsl(query, errors="surrogateescape"))
     target, expires, mac = q.get("u", ""), q.get("e", ""), q.get("s", "")
     if not (target and expires.isdigit() and mac):
         raise ValueError("incomplete redirect")
-    if not hmac.compare_digest(mac, _mac(key, target, int(expires))):
+    # The MAC covers `e` as written: `e=01600` or `e=١٦٠٠` is not the `e=1600` that was signed.
+    if not hmac.compare_digest(mac.encode("utf-8", "surrogatepass"), _mac(key, target, expires)):
         raise ValueError("bad redirect signature")
     if int(expires) < now:
         raise ValueError("redirect expired")
