@@ -67,9 +67,13 @@ def rewrite_location(
     Relative locations are resolved against the request. API paths on the upstream itself
     become the mirror's (`to_client` maps an upstream `/v2/...` path to the client's URL);
     others become signed mirror URLs, or stay (absolute) when `key` is None (redirects
-    passed through to the client).
+    passed through to the client). A Location that is no URL (`http://[x`) leads nowhere
+    and stays as it is.
     """
-    target = urllib.parse.urljoin(request_url, location)
+    try:
+        target = urllib.parse.urljoin(request_url, location)
+    except ValueError:
+        return location
     if target.startswith(upstream + "/v2/"):
         return to_client(target[len(upstream) :])
     if key is None or not target.startswith(("https://", "http://")):
