@@ -48,7 +48,13 @@ def token_scopes(req: http.Request) -> list[str]:
 
 def describe(method: str, i: FlowInfo, scopes: list[str], path: str) -> str:
     """What the client asked for, in registry terms: `pull manifest docker.io/library/nginx:1`,
-    with `[path]` or `[ns]` when the client named the registry that way."""
+    with `[path]` or `[ns]` when the client named the registry that way. One printable line:
+    line breaks, terminal escapes and undecodable bytes a client sent come escaped."""
+    line = _operation(method, i, scopes, path)
+    return line if line.isprintable() else repr(line)[1:-1]
+
+
+def _operation(method: str, i: FlowInfo, scopes: list[str], path: str) -> str:
     op = i.get("op", "")
     style = f" [{i['style']}]" if i.get("style", "host") != "host" else ""
     verb = "check" if method == "HEAD" else "pull"
@@ -88,8 +94,9 @@ def error_code(resp: http.Response) -> str:
 
 
 def response_size(resp: http.Response) -> int:
-    if "Content-Length" in resp.headers and resp.headers["Content-Length"].isdigit():
-        return int(resp.headers["Content-Length"])
+    length = resp.headers.get("Content-Length", "")
+    if length.isascii() and length.isdigit():  # "²".isdigit(), but int("²") fails
+        return int(length)
     return len(resp.raw_content or b"")
 
 
