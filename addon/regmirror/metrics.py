@@ -30,7 +30,8 @@ def served_bytes(method: str, resp: http.Response) -> int:
     if method == "HEAD":
         return 0
     length = resp.headers.get("Content-Length", "")
-    return int(length) if length.isdigit() else len(resp.raw_content or b"")
+    # "²".isdigit(), but int("²") fails
+    return int(length) if length.isascii() and length.isdigit() else len(resp.raw_content or b"")
 
 
 class Metrics:
