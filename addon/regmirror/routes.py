@@ -31,7 +31,9 @@ class Upstream(NamedTuple):
 def parse_upstream(url: str, dockerhub_hosts: Iterable[str] = DOCKER_HUB_HOSTS) -> Upstream:
     """`https://registry-1.docker.io` -> Upstream. Raises ValueError."""
     u = urllib.parse.urlsplit(url.strip())
-    if u.scheme not in ("http", "https") or not u.hostname:
+    # urlsplit keeps spaces and control characters in the host: `http://a b` is no URL
+    bad_host = not u.hostname or " " in u.netloc or not u.netloc.isprintable()
+    if u.scheme not in ("http", "https") or bad_host:
         raise ValueError(f"upstream must be an http(s) URL, not {url!r}")
     if u.path not in ("", "/") or u.query or u.fragment or "@" in u.netloc:
         raise ValueError(f"upstream must be scheme://host[:port] only, not {url!r}")
