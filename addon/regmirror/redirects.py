@@ -24,6 +24,7 @@ from .router import REDIRECT_PATH
 
 TTL = 600  # seconds a signed redirect stays valid; clients follow redirects at once
 _LINK_RE = re.compile(r"<([^>]*)>")
+_URL_CHARS = "!#$%&'()*+,/:;=?@[]"  # kept as they are by quote(), besides letters, digits, _.-~
 
 
 def _mac(key: bytes, target: str, expires: str) -> bytes:
@@ -78,7 +79,9 @@ def rewrite_location(
         return to_client(target[len(upstream) :])
     if key is None or not target.startswith(("https://", "http://")):
         return target
-    return mirror + sign(target, key, now)
+    # The mirror fetches the target, and mitmproxy sends only ASCII URLs: the rest (non-ASCII,
+    # spaces, bytes that are not UTF-8) is percent-encoded, as browsers do.
+    return mirror + sign(urllib.parse.quote(target, _URL_CHARS, errors="surrogateescape"), key, now)
 
 
 def rewrite_link(link: str, upstream: str, to_client: Callable[[str], str]) -> str:
