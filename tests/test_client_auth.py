@@ -249,3 +249,66 @@ async def test_mirror_mints_tokens_for_upstreams_without_token_auth():
         router.requestheaders(f)
         await auth.requestheaders(f)
         assert f.response is None
+
+
+# --- Properties (hypothesis) -------------------------------------------------------------
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+from regmirror.auth.client_auth import MAX_TTL, MIN_TTL
+from regmirror.auth.token_proxy import basic_auth
+
+from tests.strategies import escaped_text, header_text, mitm_text, props
+
+# Authorization headers as mitmproxy has them: bytes that are not UTF-8 surrogate-escaped.
+_authorizations = st.one_of(
+    header_text,
+    st.builds("{} {}".format, st.sampled_from(["Basic", "basic", "Bearer", "BEARER", ""]),
+              st.one_of(mitm_text, st.binary(max_size=30).map(
+                  lambda b: base64.b64encode(b).decode())))
+)  # fmt: skip
+
+
+@props(200)
+@given(_authorizations)
+@example("Basic \udcff")  # b64decode of a str that is not ASCII raises ValueError
+@example("Basic é")
+def test_prop_parse_basic_returns_none_or_a_pair(header):
+    creds = parse_basic(header)
+    assert creds is None or (isinstance(creds, tuple) and all(isinstance(c, str) for c in creds))
+
+
+@props(100)
+@given(st.text().filter(lambda u: ":" not in u), st.text())
+def test_prop_basic_credentials_round_trip(user, password):
+    assert parse_basic(basic_auth(user, password)) == (user, password)
+
+
+@props(100)
+@given(_authorizations)
+def test_prop_bearer_token_never_raises(header):
+    token = bearer_token(header)
+    assert token == "" or (header.lower().startswith("bearer ") and token in header)
+
+
+@props(100)
+@given(st.one_of(mitm_text, escaped_text), st.floats(-1e9, 1e9), st.floats(0, 4e9))
+@example("\udcff", 300.0, 0.0)  # a token that is not UTF-8, from an Authorization header
+def test_prop_ledger_keeps_a_token_between_min_and_max_ttl(token, ttl, now):
+    ledger, who = TokenLedger(), Principal("token", "x", "f")
+    ledger.add(token, who, ttl, now)
+    assert (ledger.principal(token, now) == who) == bool(token)
+    assert (ledger.principal(token, now + MIN_TTL - 1) == who) == bool(token)
+    assert ledger.principal(token, now + MAX_TTL + 1) is None
+    assert ledger.principal(token + "x", now) is None
+
+
+@props(50)  # bcrypt, even at 4 rounds, takes a millisecond
+@given(st.sampled_from(["alice", "bob"]) | mitm_text, mitm_text)
+@example("alice", "é")  # hmac.compare_digest on non-ASCII str raises TypeError
+@example("alice", "\udcff")
+@example("alice", "wonder\x00land")
+def test_prop_check_credentials_answers_yes_or_no(user, password):
+    assert (check_credentials(AUTH, user, password) is not None) is (
+        password == "s" * 20 or (user, password) == ("alice", "wonderland")
+    )

@@ -162,3 +162,90 @@ def test_example_config_parses_with_every_key_enabled(tmp_path, monkeypatch):
     assert c.registries["lab.example"].realm_hosts == ("10.0.0.6",)
     assert c.registries["lab.example"].redirect_hosts == ("10.0.0.7",)
     assert c.auth.enabled
+
+
+# --- Properties (hypothesis) -------------------------------------------------------------
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+from regmirror.routing.upstreams import valid_host
+
+from tests.strategies import props
+
+# What tomllib produces: no lone surrogates in strings, keys always strings.
+toml_scalars = st.one_of(
+    st.text(max_size=12), st.integers(), st.floats(), st.booleans(), st.datetimes(), st.dates()
+)
+toml_values = st.recursive(
+    toml_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+# Files next to the config (see config_dir) and names that cannot be read.
+_files = st.sampled_from(["htpasswd", "bad-htpasswd", "tokens", "short-tokens", "latin1", "dir",
+                          "missing", "", "a\x00b", "../" * 40 + "nope"])  # fmt: skip
+_hosts = st.sampled_from(["ghcr.io", "docker.io", "lab.example:5000", "x:99999", "[::1]:5000",
+                          "[:::]", "a b", "Docker.IO", ""]) | st.text(max_size=12)  # fmt: skip
+_urls = st.sampled_from(["http://127.0.0.1:5001", "https://[::1]", "ftp://x", "http://x:99999",
+                         "http://[x", "https://u@h", ""]) | st.text(max_size=12)  # fmt: skip
+_strs = st.lists(st.text(max_size=20), max_size=3)
+
+
+def _table(**fields):
+    return st.fixed_dictionaries({}, optional={k: v | toml_values for k, v in fields.items()})
+
+
+_registry = _table(
+    url=_urls, subdomain=st.sampled_from(["lab", "Bad_Label", ""]), aliases=_strs,
+    dockerhub=st.booleans(), username=st.sampled_from(["", "u"]), password=st.text(max_size=5),
+    password_env=st.sampled_from(["HOME", "REGMIRROR_NOT_SET", "", "A=B", "a\x00b"]),
+    password_file=_files, allow=_strs, deny=_strs,
+)  # fmt: skip
+configs = st.one_of(
+    st.dictionaries(st.text(max_size=10), toml_values, max_size=3),
+    _table(
+        mirror=_table(domain=_hosts, default=_hosts, hosts=st.dictionaries(_hosts, _hosts)),
+        registries=st.dictionaries(_hosts, _registry | toml_values, max_size=3),
+        auth=_table(htpasswd=_files, tokens=_strs, tokens_file=_files),
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def config_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("config")
+    (d / "htpasswd").write_text(f"alice:{HASH}\n")
+    (d / "bad-htpasswd").write_text("alice:plain\n")
+    (d / "tokens").write_text("t" * 20 + "\n")
+    (d / "short-tokens").write_text("short\n")
+    (d / "latin1").write_bytes("mot de passe é\n".encode("latin-1"))
+    (d / "dir").mkdir()
+    return d
+
+
+@props(80)
+@given(data=configs)
+@example(data={"registries": {"lab.example": {"url": "http://x", "username": "u",
+                                              "password_file": "latin1"}}})  # fmt: skip
+@example(data={"auth": {"tokens_file": "a\x00b"}})
+def test_prop_parse_config_raises_only_config_error(config_dir, data):
+    try:
+        c = parse_config(data, base=config_dir)
+    except ConfigError:
+        return
+    names = {n for r in c.registries.values() for n in (r.key, *r.aliases)}
+    assert set(c.hosts.values()) <= names and (not c.default or c.default in names)
+    for r in c.registries.values():
+        assert valid_host(r.key) and r.upstream.scheme in ("http", "https")
+
+
+@props(100)
+@given(st.binary(max_size=200))
+@example(b"[mirror]\ndomain = '\xff'\n")
+def test_prop_load_config_raises_only_config_error(tmp_path_factory, text):
+    path = tmp_path_factory.getbasetemp() / "prop.toml"
+    path.write_bytes(text)
+    try:
+        load_config(str(path))
+    except ConfigError as e:
+        assert str(e)

@@ -109,3 +109,43 @@ def test_flows_of_other_modes_are_not_counted():
     assert "regmirror_requests_total" not in {
         s.name for m in metrics.registry.collect() for s in m.samples
     }
+
+
+# --- Properties (hypothesis) -------------------------------------------------------------
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+from mitmproxy import http
+
+from tests.strategies import header_text, mitm_text, props
+
+
+@props(200)
+@given(header_text)
+def test_prop_parse_ratelimit_never_raises(value):
+    n = parse_ratelimit(value)
+    assert n is None or isinstance(n, float)
+
+
+@props(100)
+@given(st.integers(0, 10**12), st.integers(1, 10**6), st.sampled_from(["", " ", "  "]))
+def test_prop_parse_ratelimit_reads_docker_hubs_header(n, window, space):
+    assert parse_ratelimit(f"{space}{n}{space};w={window}") == n
+    assert parse_ratelimit(f"{n}") == n
+
+
+@props(100)
+@given(
+    st.sampled_from(["GET", "HEAD"]),
+    st.one_of(st.sampled_from(["", "0", "12", "²", "١٢", "-1", " 5"]), mitm_text),
+    st.binary(max_size=20),
+)
+@example("GET", "²", b"")  # a Unicode digit that int() refuses
+def test_prop_served_bytes_is_a_size(method, length, body):
+    resp = http.Response.make(200, body)
+    resp.headers["Content-Length"] = length  # after the body, which sets its own
+    n = served_bytes(method, resp)
+    if method == "HEAD":
+        assert n == 0
+    else:
+        assert n == (int(length) if length.isascii() and length.isdigit() else len(body))

@@ -99,3 +99,62 @@ def test_nothing_a_client_sends_forges_a_log_line(caplog):
 def test_printable():
     assert printable("a b/c:é") == "a b/c:é"
     assert printable("a\r\nb\tc\x00\u2028\udcff") == "a\\r\\nb\\tc\\x00\\u2028\\udcff"
+
+
+# --- Properties (hypothesis) -------------------------------------------------------------
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+from mitmproxy import http
+from regmirror import flowinfo
+from regmirror.observe.oplog import image, response_size
+from regmirror.routing import names
+
+from tests.strategies import digests, header_text, mitm_text, props, repo_names, tags
+
+_ops = st.sampled_from([names.PING, names.CATALOG, names.MANIFEST, names.BLOB, names.TAGS,
+                        names.REFERRERS, names.TOKEN, names.UPLOAD, flowinfo.REDIRECT,
+                        flowinfo.ROOT, flowinfo.REJECTED, ""])  # fmt: skip
+_infos = st.fixed_dictionaries(
+    {"op": _ops},
+    optional={k: header_text for k in ("name", "reference", "registry", "upstream", "style",
+                                       "target", "prefix")},
+)  # fmt: skip
+
+
+@props(100)
+@given(st.sampled_from(["GET", "HEAD", "PUT"]) | header_text, _infos,
+       st.lists(header_text, max_size=3), header_text)  # fmt: skip
+@example("GET", {"op": "token"}, ["repository:a:pull\nERROR forged log line"], "/v2/auth")
+@example("GET", {"op": "token"}, ["repository:\udcff:pull"], "/v2/auth")  # not UTF-8
+@example("GET", {"op": "redirect", "target": "cdn\x1b[2J.example"}, [], "/")
+def test_prop_describe_is_one_printable_line(method, i, scopes, path):
+    """Whatever a client or an upstream sends, the log gets one line it can print (no line
+    breaks, terminal escapes, or surrogates that no stream can encode)."""
+    line = describe(method, i, scopes, path)
+    assert line.isprintable()
+
+
+@props(50)
+@given(st.sampled_from(["docker.io", "ghcr.io", "127.0.0.1:5001"]), repo_names,
+       st.one_of(tags, digests))  # fmt: skip
+def test_prop_image_names_the_reference(registry, name, ref):
+    i = {"registry": registry, "name": name, "reference": ref}
+    full, short, base = image(i), image(i, short=True), f"{registry}/{name}"
+    if ":" in ref:  # a digest
+        assert full == f"{base}@{ref}" and short == f"{base}@{ref[:19]}…"
+    else:
+        assert full == short == f"{base}:{ref}"
+    assert full.rpartition("@" if ":" in ref else ":")[::2] == (base, ref)
+
+
+@props(100)
+@given(st.one_of(st.sampled_from(["", "0", "12", "²", "١٢", "-1", " 5", "99999999999999999999"]),
+                 mitm_text), st.binary(max_size=20))  # fmt: skip
+@example("²", b"")  # a Unicode digit that int() refuses
+def test_prop_response_size_is_a_size(length, body):
+    resp = http.Response.make(200, body)
+    resp.headers["Content-Length"] = length  # after the body, which sets its own
+    size = response_size(resp)
+    assert size >= 0 and (size == int(length) if length.isascii() and length.isdigit() else
+                          size == len(body))  # fmt: skip

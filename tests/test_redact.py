@@ -111,3 +111,76 @@ def test_mitmdump_output_shows_no_secrets(tmp_path):
     assert "library/nginx" in printed
     assert not JWT_RE.search(printed)
     assert "YWxpY2U6d29uZGVybGFuZA" not in printed and "R3F" not in printed
+
+
+# --- Properties (hypothesis) -------------------------------------------------------------
+
+import string
+import urllib.parse
+
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+from regmirror.observe.redact import REDACTED, SECRET_FORM_FIELDS
+
+from tests.strategies import header_text, mitm_text, props
+
+# RFC 7235: credentials start with a scheme (a header without one keeps its first word).
+_schemes = st.sampled_from(["Bearer", "bearer", "Basic", "Token", "AWS4-HMAC-SHA256"]) | (
+    st.text(string.ascii_letters, min_size=1, max_size=12)
+)
+# Long enough not to occur in a mask by chance; some not UTF-8, as mitmproxy decodes them.
+_secrets = st.one_of(
+    st.text(string.ascii_letters + string.digits + "-_.~+/=", min_size=32, max_size=64),
+    st.text(min_size=32, max_size=64),
+    st.binary(min_size=32, max_size=64).map(lambda b: b.decode("utf8", "surrogateescape")),
+)
+
+
+@props(200)
+@given(header_text)
+@example("Bearer \udcff")  # a token that is not UTF-8, as mitmproxy has it
+def test_prop_mask_authorization_never_raises_and_is_idempotent(value):
+    masked = mask_authorization(value)
+    assert mask_authorization(masked) == masked  # a replayed flow is masked once
+
+
+@props(150)
+@given(_schemes, _secrets, st.sampled_from([" ", "  ", " \t"]))
+@example("Bearer", "\udcff" * 32, " ")
+def test_prop_mask_authorization_hides_the_credentials(scheme, secret, sep):
+    assume(not secret.startswith("<redacted") and secret.strip() == secret)
+    masked = mask_authorization(f"{scheme}{sep}{secret}")
+    assert secret not in masked and secret[:16] not in masked
+
+
+_fields = (
+    st.sampled_from(
+        sorted(SECRET_FORM_FIELDS) + ["grant_type", "username", "scope", "service", "client_id"]
+    )
+    | mitm_text
+)
+_forms = st.lists(st.tuples(_fields, mitm_text | _secrets), max_size=5)
+
+
+@props(150)
+@given(st.one_of(mitm_text, _forms.map(lambda f: urllib.parse.urlencode(
+    f, errors="surrogateescape"))))  # fmt: skip
+@example("password=%FF")  # a password that is not UTF-8
+@example("grant_type=\udcff")  # a body byte that is not UTF-8, as get_text(strict=False) has it
+def test_prop_mask_form_never_raises(form):
+    masked = mask_form(form)
+    assert mask_form(masked) == masked
+
+
+@props(150)
+@given(_forms, st.sampled_from(sorted(SECRET_FORM_FIELDS)), _secrets)
+@example([], "password", "\udcff" * 32)
+@example([("grant_type", "\udcff")], "password", "p" * 32)  # %FF must stay %FF
+def test_prop_mask_form_hides_secrets_and_keeps_the_rest(fields, name, secret):
+    form = urllib.parse.urlencode(fields + [(name, secret)], errors="surrogateescape")
+    masked = urllib.parse.parse_qsl(mask_form(form), keep_blank_values=True,
+                                    errors="surrogateescape")  # fmt: skip
+    original = urllib.parse.parse_qsl(form, keep_blank_values=True, errors="surrogateescape")
+    assert masked == [(k, REDACTED if k in SECRET_FORM_FIELDS else v) for k, v in original]
+    if not any(secret in k or secret in v for k, v in fields):  # only in the secret field
+        assert not any(secret in k or secret in v for k, v in masked)

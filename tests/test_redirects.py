@@ -4,7 +4,6 @@ import urllib.parse
 import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
-from regmirror.flowinfo import KEY as FLOW_KEY
 from regmirror.routing.router import Router
 from regmirror.transport import outbound
 from regmirror.transport.redirects import (
@@ -204,15 +203,146 @@ def test_streaming_only_for_successful_blobs():
         assert not m.response.stream
 
 
-def test_malformed_location_is_502_and_malformed_link_dropped():
+def test_malformed_location_and_link_stay_as_they_are():
     router = Router()
     redirects = Redirects(router)
     with taddons.context(router, redirects):
         f = blob_flow(router)
-        respond(f, 307, {"Location": "http://[evil/"})
+        respond(f, 307, {"Location": "http://[evil/", "Link": '<http://[evil/>; rel="next"'})
         redirects.responseheaders(f)
-        assert "malformed Location" in f.metadata[FLOW_KEY]["error"]
-        g = blob_flow(router)
-        respond(g, 200, {"Link": '<http://[evil/>; rel="next"'})
-        redirects.responseheaders(g)
-        assert g.response.headers["Link"] == ""
+        assert f.response.headers["Location"] == "http://[evil/"
+        assert f.response.headers["Link"] == '<http://[evil/>; rel="next"'
+
+
+# --- Properties (hypothesis) -------------------------------------------------------------
+
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+from regmirror.transport.redirects import TTL
+
+from tests.strategies import any_char, escaped_text, header_text, mitm_text, props, wild_text
+
+# Locations as mitmproxy has them, resolved against the request (never empty).
+targets = st.one_of(
+    st.builds("https://cdn.example/{}".format, mitm_text), st.just(CDN), mitm_text.filter(bool)
+)
+keys = st.binary(max_size=64)
+times = st.floats(0, 4e9)
+
+
+def _query(target: str, key: bytes, now: float) -> str:
+    return sign(target, "docker.io", key, now).partition("?")[2]
+
+
+@props(200)
+@given(targets, keys, times)
+@example("https://cdn.example/\udcff", KEY, 0)  # a Location that is not UTF-8, as mitmproxy has it
+def test_prop_verify_gives_back_what_sign_signed(target, key, now):
+    query = _query(target, key, now)
+    assert verify(query, key, now) == (target, "docker.io")
+    assert verify(query, key, int(now) + TTL) == (target, "docker.io")
+
+
+@props(100)
+@given(targets, keys, times, st.floats(1, 1e9))
+def test_prop_a_signed_redirect_expires(target, key, now, late):
+    with pytest.raises(ValueError, match="expired"):
+        verify(_query(target, key, now), key, int(now) + TTL + late)
+
+
+_mutations = st.tuples(st.integers(0, 10**6), any_char, st.sampled_from(["replace", "insert",
+                                                                         "delete"]))  # fmt: skip
+
+
+@props(200)
+@given(targets, _mutations)
+@example("https://cdn.example/x", (34, "۱", "replace"))  # e=1600 -> e=۱600 (a Unicode digit)
+@example("https://cdn.example/x", (34, "0", "insert"))  # e=1600 -> e=01600
+@example("https://cdn.example/x", (40, "\x80", "replace"))  # a non-ASCII signature
+def test_prop_a_changed_query_does_not_verify(target, mutation):
+    """Any change of one character either leaves the decoded parameters as they were (`+` for
+    a space, `%2f` for `%2F`) or makes verify refuse the query."""
+    query = _query(target, KEY, 1000)
+    at, char, how = mutation
+    at %= len(query)
+    changed = {
+        "replace": query[:at] + char + query[at + 1 :],
+        "insert": query[:at] + char + query[at:],
+        "delete": query[:at] + query[at + 1 :],
+    }[how]
+    decoded = dict(urllib.parse.parse_qsl(query, errors="surrogateescape"))
+    if dict(urllib.parse.parse_qsl(changed, errors="surrogateescape")) == decoded:
+        return
+    with pytest.raises(ValueError):
+        verify(changed, KEY, 1000)
+
+
+_garbage = st.lists(
+    st.sampled_from(["u=", "e=", "s=", "&", "%", "%FF", "%C3", "%zz", "+", "1", "=", "%00"])
+    | st.text(any_char, max_size=3),
+    max_size=12,
+).map("".join)
+
+
+@props(150)
+@given(st.one_of(_garbage, wild_text, escaped_text), keys)
+@example("u=x&r=d&e=1&s=%C3%A9", KEY)  # a non-ASCII signature
+@example("u=x&r=d&e=1&s=\udcff", KEY)
+@example("u=x&r=d&e=²&s=x", KEY)
+def test_prop_verify_raises_only_value_error(query, key):
+    try:
+        target = verify(query, key, 1000)
+    except ValueError:
+        return
+    raise AssertionError(f"forged query verified: {target!r}")
+
+
+@props(200)
+@given(header_text, st.booleans())
+@example("http://[bad", True)
+@example("https://cdn.example/\udcff", True)
+@example("https://cdn.example/é d", True)
+def test_prop_rewrite_location_keeps_clients_at_the_mirror(location, proxy):
+    req = UP + "/v2/library/a/blobs/sha256:1"
+    out = rewrite_location(location, req, UP, to_mirror, M, HUB, KEY if proxy else None, 1000)
+    if out.startswith(M + "/_regmirror/redirect?"):
+        # the target, as a URL mitmproxy can send (ASCII, nothing to quote)
+        target, _ = verify(out.partition("?")[2], KEY, 1000)
+        assert target.isascii() and target.isprintable() and " " not in target
+        assert _unquote(target) == _unquote(urllib.parse.urljoin(req, location))
+    elif proxy:  # nowhere else a client could follow
+        assert out.startswith(M + "/v2/") or not _followable(out)
+    assert not out.startswith(UP + "/v2/")
+
+
+def _unquote(url: str) -> str:
+    return urllib.parse.unquote(url, errors="surrogateescape")
+
+
+def _followable(url: str) -> bool:
+    """Whether a client could connect anywhere with `url`."""
+    try:
+        u = urllib.parse.urlsplit(url)
+        return u.scheme in ("http", "https") and bool(u.hostname) and (u.port or 1) > 0
+    except ValueError:  # also from .port: not a number, or out of range
+        return False
+
+
+_link_urls = st.one_of(
+    st.builds(lambda p: f"{UP}/v2/{p}", header_text),
+    st.builds("https://elsewhere.example/{}".format, header_text),
+)
+
+
+@props(100)
+@given(st.lists(st.tuples(_link_urls, st.sampled_from(['; rel="next"', ";rel=prev", ""])),
+                max_size=3), header_text)  # fmt: skip
+def test_prop_rewrite_link_points_upstream_urls_at_the_mirror(links, noise):
+    assume(all("<" not in url and ">" not in url for url, _ in links))
+    link = ", ".join(f"<{url}>{params}" for url, params in links)
+    out = rewrite_link(link, UP + "/v2/x/tags/list", UP, to_mirror)
+    expected = ", ".join(
+        f"<{M + url[len(UP) :] if url.startswith(UP) else url}>{params}" for url, params in links
+    )
+    assert out == expected
+    rewrite_link(noise, UP + "/v2/x/tags/list", UP, to_mirror)  # any text: never raises

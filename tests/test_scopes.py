@@ -55,3 +55,39 @@ def test_catalog_only_when_allowed():
 def test_malformed_scopes_raise(scope):
     with pytest.raises(InvalidScope):
         read_only_scopes([scope], with_library, allow_all)
+
+
+# --- Properties (hypothesis) -------------------------------------------------------------
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.strategies import props, repo_names, wild_text
+
+_scopes = st.one_of(
+    wild_text,
+    st.builds(
+        lambda t, n, a: f"{t}:{n}:{a}",
+        st.sampled_from(["repository", "repository(plugin)", "registry", ""]),
+        st.one_of(repo_names, wild_text),
+        st.sampled_from(["pull", "pull,push", "*", ""]),
+    ),
+)
+
+
+@props(200)
+@given(st.lists(_scopes, max_size=4), st.booleans())
+def test_prop_read_only_scopes_ask_only_for_pull_on_allowed_names(values, catalog):
+    try:
+        out = read_only_scopes(values, with_library, no_private, catalog)
+    except InvalidScope:
+        return
+    for scope in out:
+        if scope == "registry:catalog:*":
+            assert catalog
+            continue
+        kind, name, actions = scope[: scope.index(":")], *scope.split(":", 1)[1].rsplit(":", 1)
+        assert kind.startswith("repository") and actions == "pull" and no_private(name)
+    assert len(out) == len(set(out))
+    # asking again for what was granted changes nothing
+    assert read_only_scopes(out, lambda n: n, no_private, catalog) == out

@@ -121,3 +121,80 @@ def test_paths_in_the_clients_style():
     assert strip_prefix("ghcr.io/org/app", CATALOG["ghcr.io"]) == "org/app"
     assert strip_prefix("org/app", CATALOG["ghcr.io"]) == "org/app"
     assert strip_prefix("index.docker.io/nginx", CATALOG["docker.io"]) == "nginx"
+
+
+# --- Properties (hypothesis) -------------------------------------------------------------
+
+import urllib.parse
+
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+from regmirror.routing import names
+
+from tests.strategies import digests, props, repo_names, tags, wild_text
+
+HUB = Registry("registry-1.docker.io", parse_upstream("https://registry-1.docker.io"))
+T = table(fallback=HUB, domain="mirror.example", hosts={"k8s.internal:5000": "registry.k8s.io"})
+_keys = sorted(T.names)  # registry keys and aliases
+_routed_hosts = st.sampled_from(
+    ["mirror:5000", "k8s.internal:5000", "ghcr.mirror.example", "docker.mirror.example:443",
+     "[::1]:5000", "QUAY.IO"]
+)  # fmt: skip
+_client_hosts = st.one_of(_routed_hosts, st.just("nope.mirror.example"), wild_text)
+# Names as the router passes them: valid, some with a registry's name in front.
+_valid_names = st.one_of(
+    repo_names,
+    st.builds("{}/{}".format, st.sampled_from(_keys + ["evil.example"]), repo_names),
+)
+_client_names = st.one_of(
+    _valid_names,
+    st.builds("{}/{}".format, st.sampled_from(["a:1", "GHCR.IO"]), repo_names),
+    wild_text,
+)
+_ns = st.one_of(st.just(""), st.sampled_from(_keys), st.sampled_from(["GHCR.io", "evil"]),
+                wild_text)  # fmt: skip
+
+
+@props(100)
+@given(_client_hosts, st.one_of(st.just(""), _client_names), _ns)
+def test_prop_resolve_routes_or_raises_no_route(host, name, ns):
+    try:
+        route = T.resolve(host, name, ns)
+    except NoRoute:
+        return
+    assert route.registry in T.registries.values() and route.style in (HOST, PATH, NS)
+    if route.registry.dockerhub and route.name:
+        assert "/" in route.name
+
+
+# Upstream paths that the mirror hands to clients: Location and Link of each endpoint, some
+# with a query (tag pagination) whose keys contain "ns".
+_upstream_paths = st.builds(
+    lambda suffix, query: suffix + query,
+    st.one_of(
+        st.builds("/manifests/{}".format, st.one_of(tags, digests)),
+        st.builds("/blobs/{}".format, digests),
+        st.just("/tags/list"),
+    ),
+    st.sampled_from(["", "?n=10", "?n=10&last=a", "?columns=1", "?dns=x", "?a=ns=b"]),
+)
+
+
+@props(80)
+@given(_routed_hosts, _valid_names, st.just("") | st.sampled_from(_keys), _upstream_paths)
+@example("mirror:5000", "org/app", "ghcr.io", "/tags/list?columns=1")
+def test_prop_client_path_resolves_to_the_same_registry(host, name, ns, suffix):
+    """A path the mirror gives a client (client_path) leads back to the same registry and
+    repository, in each addressing style."""
+    try:
+        route = T.resolve(host, name, ns)
+    except NoRoute:
+        assume(False)
+    assume(route.name)
+    path = client_path(route.style, route.prefix, route.registry.key, f"/v2/{route.name}{suffix}")
+    p, _, query = path.partition("?")
+    api = names.parse_api_path(p)
+    assert api is not None and api.name
+    ns_back = dict(urllib.parse.parse_qsl(query)).get("ns", "")
+    back = T.resolve(host, api.name, ns_back)
+    assert (back.registry, back.name, back.style) == (route.registry, route.name, route.style)

@@ -144,7 +144,10 @@ def test_other_401s_keep_scope_and_error():
         assert "Docker-Distribution-Api-Version" not in f.response.headers
 
 
-@pytest.mark.parametrize("header", [None, 'Bearer realm="broken', "Bearer service=x"])
+@pytest.mark.parametrize(
+    "header",
+    [None, 'Bearer realm="broken', "Bearer service=x", 'Bearer realm="http://[169.254.169.254/"'],
+)
 def test_broken_challenge_is_502(header):
     router, auth = addons()
     with taddons.context(router, auth, UpstreamConnections()):
@@ -406,3 +409,94 @@ def test_parse_token_answer():
     assert token_proxy.parse_token_answer(b'{"access_token":"b"}').lifetime == 60  # the spec's
     for body in (b"[1]", b"x", b'{"token":""}', b'{"token":"a","expires_in":"soon"}'):
         assert token_proxy.parse_token_answer(body) is None
+
+        assert token_proxy.parse_token_answer(body) is None
+
+
+# --- Properties (hypothesis) -------------------------------------------------------------
+
+import math
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+from regmirror.auth.challenge import Challenge, format_challenge, parse_challenges
+
+from tests.strategies import header_text, props
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+_lifetimes = st.one_of(
+    st.integers(), st.integers(min_value=10**300), st.floats(), st.booleans(), st.text(max_size=3)
+)
+_answers = st.fixed_dictionaries(
+    {},
+    optional={"token": st.text(max_size=8) | _json, "access_token": st.text(max_size=8),
+              "expires_in": _lifetimes, "refresh_token": st.just("r"), "issued_at": _json},
+)  # fmt: skip
+token_bodies = st.one_of(
+    st.binary(max_size=100),
+    _json.map(lambda v: json.dumps(v).encode()),
+    _answers.map(lambda v: json.dumps(v).encode()),
+    st.integers(1000, 3000).map(lambda n: b"[" * n),  # deeper than json.loads recurses
+)
+# The bodies that broke parse_token_answer, for the fixer of token_proxy.py:
+_DEEP = b"[" * 100_000  # RecursionError from json.loads
+_HUGE = b'{"token": "t", "expires_in": 1' + b"0" * 400 + b"}"  # OverflowError from float()
+_FOREVER = b'{"token": "t", "expires_in": 1e999}'  # inf: int(inf) in reused_token
+_NAN = b'{"token": "t", "expires_in": NaN}'  # cached, with a lifetime that is no number
+
+
+@props(150)
+@given(token_bodies)
+@example(_DEEP)
+@example(_HUGE)
+def test_prop_parse_token_answer_returns_none_or_an_answer(body):
+    answer = token_proxy.parse_token_answer(body)
+    if answer is not None:
+        assert answer.tokens and all(isinstance(t, str) and t for t in answer.tokens)
+        assert isinstance(answer.lifetime, float)
+
+
+@props(100)
+@given(token_bodies, st.floats(0, 4e9), st.floats(0, 1e6))
+@example(_FOREVER, 0.0, 100.0)
+@example(_HUGE, 0.0, 100.0)
+@example(_NAN, 0.0, 100.0)
+def test_prop_a_shared_token_never_outlives_its_answer(body, now, later):
+    cached = token_proxy.cacheable_token(body, now)
+    if cached is None:
+        return
+    assert "refresh_token" not in cached.body
+    assert math.isfinite(cached.lifetime) and cached.lifetime >= 120
+    resp = token_proxy.reused_token(cached, now + later)
+    if resp is not None:
+        shared = json.loads(resp.content)
+        assert 0 <= shared["expires_in"] <= cached.lifetime
+
+
+_challenges = st.builds(
+    Challenge,
+    st.sampled_from(["Bearer", "bearer", "Basic", "Negotiate"]),
+    st.fixed_dictionaries(
+        {}, optional={"realm": st.sampled_from(["https://auth.example/t", "/relative", ""])
+                      | header_text, "service": header_text, "scope": header_text}
+    ),
+)  # fmt: skip
+
+
+@props(100)
+@given(st.one_of(_challenges.map(format_challenge), header_text), header_text)
+def test_prop_mirror_challenge_points_the_client_at_the_mirror(header, realm):
+    try:
+        rewritten = mirror_challenge(header, realm)
+    except ValueError:
+        return
+    if rewritten is None:
+        return
+    learned, client = rewritten
+    assert learned.params["realm"].startswith(("https://", "http://"))
+    (c,) = parse_challenges(client)
+    assert c.is_bearer and c.params == {**learned.params, "realm": realm}

@@ -4,7 +4,9 @@ import re
 from typing import NamedTuple
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_SCHEME_RE = re.compile(rf"\s*({_TOKEN})(?:\s+|$)")
+# Challenges are separated by commas, so a scheme without parameters ends at one:
+# `Negotiate, Bearer realm="..."`.
+_SCHEME_RE = re.compile(rf"[\s,]*({_TOKEN})(?:\s+|$|(?=,))")
 _PARAM_RE = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_TOKEN}))\s*(?:,|$)')
 _UNESCAPE_RE = re.compile(r"\\(.)")
 

@@ -79,7 +79,7 @@ def _bcrypt_rounds(auth: AuthConfig) -> int:
 def check_credentials(auth: AuthConfig, user: str, password: str) -> Principal | None:
     """The principal that `user:password` proves, or None. bcrypt is slow by design: call it
     off the event loop. An unknown user costs as much as a known one."""
-    secret = password.encode()
+    secret = password.encode("utf-8", "surrogateescape")
     for token in auth.tokens:
         if hmac.compare_digest(secret, token.encode()):
             return Principal("token", user, _fingerprint(token))

@@ -49,6 +49,7 @@ CHALLENGE_TTL = 300.0
 TOKEN_REUSE = 0.5
 DEFAULT_TOKEN_LIFETIME = 60  # seconds, when a token answer has no expires_in (the spec's)
 MAX_CACHED_TOKENS = 1024
+MAX_TOKEN_LIFETIME = 366 * 86400  # seconds; an answer claiming more is no token answer
 
 
 class CachedToken(NamedTuple):
@@ -67,8 +68,10 @@ def mirror_challenge(upstream_header: str, realm: str) -> tuple[Challenge, str] 
     if not any(c.is_bearer for c in challenges):
         return None
     learned = bearer_challenge(upstream_header)
-    if not learned.params["realm"].startswith(("https://", "http://")):
-        raise ValueError(f"realm is not an http(s) URL: {learned.params['realm'][:100]!r}")
+    given = learned.params["realm"]
+    u = urllib.parse.urlsplit(given)  # raises ValueError for `https://[x`
+    if u.scheme not in ("https", "http") or not u.hostname:
+        raise ValueError(f"realm is not an http(s) URL: {given[:100]!r}")
     return learned, format_challenge(with_realm(learned, realm))
 
 
@@ -98,13 +101,15 @@ def parse_token_answer(body: bytes) -> TokenAnswer | None:
     body is not one."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # `[[[[...`: deeper than the parser recurses
         return None
     if not isinstance(data, dict):
         return None
     tokens = [t for t in (data.get("token"), data.get("access_token")) if isinstance(t, str) and t]
     lifetime = data.get("expires_in", DEFAULT_TOKEN_LIFETIME)
-    if not tokens or not isinstance(lifetime, int | float):
+    if not tokens or isinstance(lifetime, bool) or not isinstance(lifetime, int | float):
+        return None
+    if not 0 <= lifetime <= MAX_TOKEN_LIFETIME:  # also NaN, infinity and 10**400
         return None
     return TokenAnswer(data, tokens, float(lifetime))
 

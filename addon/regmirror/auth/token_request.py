@@ -74,7 +74,7 @@ def token_url(
     """(upstream token URL, its scopes) for a client's GET token request.
 
     Keeps the realm's own query and the client's other parameters (`account`, `client_id`
-    ...), sets the upstream's `service`.
+    ...), sets the upstream's `service`. The realm is one the mirror learned (a URL).
     """
     u = urllib.parse.urlsplit(realm)
     query = [
@@ -85,14 +85,16 @@ def token_url(
     wanted = scopes(requested_scopes(checked_params(params)))
     query += [(k, v) for k, v in params if k not in ("scope", "service", *REFRESH_PARAMS)]
     query += [("scope", s) for s in wanted]
-    return urllib.parse.urlunsplit(u._replace(query=urllib.parse.urlencode(query))), wanted
+    # the realm and the service come from the upstream's challenge, bytes and all
+    query_text = urllib.parse.urlencode(query, errors="surrogateescape")
+    return urllib.parse.urlunsplit(u._replace(query=query_text)), wanted
 
 
 def token_form(form: list[tuple[str, str]], service: str, scopes: Scopes) -> tuple[str, list[str]]:
     """(upstream form, its scopes) for a client's OAuth2 POST (`grant_type=password` ...)."""
-    wanted = scopes(requested_scopes(form))
+    wanted = scopes(requested_scopes(checked_params(form)))
     out = [(k, service or v) if k == "service" else (k, v) for k, v in form]
     out = [(k, v) for k, v in out if k not in ("scope", *REFRESH_PARAMS)]
     if wanted:
         out.append(("scope", " ".join(wanted)))
-    return urllib.parse.urlencode(out), wanted
+    return urllib.parse.urlencode(out, errors="surrogateescape"), wanted

@@ -61,7 +61,13 @@ def token_scopes(req: http.Request) -> list[str]:
 
 def describe(method: str, i: FlowInfo, scopes: list[str], path: str) -> str:
     """What the client asked for, in registry terms: `pull manifest docker.io/library/nginx:1`,
-    with `[path]` or `[ns]` when the client named the registry that way."""
+    with `[path]` or `[ns]` when the client named the registry that way. One printable line:
+    line breaks, terminal escapes and undecodable bytes a client sent come escaped."""
+    line = _operation(method, i, scopes, path)
+    return printable(line)
+
+
+def _operation(method: str, i: FlowInfo, scopes: list[str], path: str) -> str:
     op = i.get("op", "")
     style = f" [{i['style']}]" if i.get("style", "host") != "host" else ""
     verb = "check" if method == "HEAD" else "pull"

@@ -44,10 +44,7 @@ class Config:
 
 
 def load_config(path: str) -> Config:
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
+    text = _read(Path(path))
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -139,10 +136,7 @@ def _secret(entry: dict[str, Any], where: str, base: Path) -> str:
         return os.environ[var]
     if "password_file" in entry:
         path = base / _str(entry, "password_file", where + ".")
-        try:
-            return path.read_text().strip()
-        except OSError as e:
-            raise ConfigError(f"{where}.password_file: cannot read {path}: {e.strerror}") from e
+        return _read(path, f"{where}.password_file").strip()
     return _str(entry, "password", where + ".")
 
 
@@ -174,11 +168,12 @@ def parse_htpasswd(text: str, where: str) -> dict[str, bytes]:
     return users
 
 
-def _read(path: Path, where: str) -> str:
+def _read(path: Path, where: str = "") -> str:
     try:
-        return path.read_text()
-    except OSError as e:
-        raise ConfigError(f"{where}: cannot read {path}: {e.strerror}") from e
+        return path.read_text(encoding="utf-8")
+    except (OSError, ValueError) as e:  # ValueError: not UTF-8, or a NUL in the file name
+        reason = e.strerror if isinstance(e, OSError) else str(e)
+        raise ConfigError(f"{where + ': ' if where else ''}cannot read {path}: {reason}") from e
 
 
 def _table(data: dict[str, Any], key: str, prefix: str = "") -> dict[str, Any]:

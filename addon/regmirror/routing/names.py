@@ -21,14 +21,16 @@ _DIGEST_RE = re.compile(_DIGEST)
 _SHA256_RE = re.compile(r"sha256:[a-f0-9]{64}")
 _SHA512_RE = re.compile(r"sha512:[a-f0-9]{128}")
 
-# Endpoints under /v2/<name>/, longest suffix first.
+# Endpoints under /v2/<name>/. A name may hold endpoint words (`a/blobs/uploads`): as in
+# distribution's router, manifests, tags and blobs are tried first, then uploads (whose
+# name is the longest that fits, as an upload's own path may have more parts).
 _ENDPOINT_RE = re.compile(
     r"/v2/(?P<name>.+?)/(?:"
-    r"(?P<upload>blobs/uploads(?:/.*)?)"
-    r"|(?P<kind>manifests|blobs|referrers)/(?P<ref>[^/]+)"
+    r"(?P<kind>manifests|referrers|blobs(?!/uploads\Z))/(?P<ref>[^/]+)"
     r"|(?P<tags>tags/list)"
     r")"
 )
+_UPLOAD_RE = re.compile(r"/v2/(?P<name>.+)/blobs/uploads(?:/.*)?")
 
 PING = "ping"
 TOKEN = "token"
@@ -92,13 +94,13 @@ def parse_api_path(path: str) -> ApiPath | None:
         return ApiPath(TOKEN)
     if path == "/v2/_catalog":
         return ApiPath(CATALOG)
-    m = _ENDPOINT_RE.fullmatch(path)
+    m = _ENDPOINT_RE.fullmatch(path) or _UPLOAD_RE.fullmatch(path)
     if not m:
         return None
     name = m["name"]
     if not valid_name(name):
         raise InvalidRequest(errors.NAME_INVALID, f"invalid repository name {name[:300]!r}")
-    if m["upload"]:
+    if m.re is _UPLOAD_RE:
         return ApiPath(UPLOAD, name)
     if m["tags"]:
         return ApiPath(TAGS, name)

@@ -9,6 +9,7 @@ Three addressing styles work together, most specific first:
 A path prefix and an `ns` that name different registries are ambiguous and refused.
 """
 
+import urllib.parse
 from typing import NamedTuple
 
 from .catalog import Registry
@@ -117,7 +118,8 @@ def client_path(route_style: str, prefix: str, key: str, upstream_path: str) -> 
     `ns=ghcr.io` added."""
     if route_style == PATH and upstream_path.startswith("/v2/"):
         return f"/v2/{prefix}/{upstream_path[4:]}"
-    if route_style == NS and "ns=" not in upstream_path:
+    query = urllib.parse.parse_qsl(upstream_path.partition("?")[2], keep_blank_values=True)
+    if route_style == NS and all(k != "ns" for k, _ in query):
         return upstream_path + ("&" if "?" in upstream_path else "?") + f"ns={key}"
     return upstream_path
 

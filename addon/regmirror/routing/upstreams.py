@@ -1,5 +1,6 @@
 """Routes: which upstream registry serves a client-facing host, and the mirror's own URL."""
 
+import ipaddress
 import re
 import urllib.parse
 from collections.abc import Iterable
@@ -7,7 +8,7 @@ from typing import NamedTuple
 
 DOCKER_HUB_HOSTS = ("registry-1.docker.io", "index.docker.io", "docker.io")
 
-_HOST_RE = re.compile(r"[A-Za-z0-9.\-]+(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?")
+_HOST_RE = re.compile(r"(?:[A-Za-z0-9.\-]+|\[(?P<ipv6>[0-9A-Fa-f:.]+)\])(?::(?P<port>[0-9]{1,5}))?")
 
 
 class Upstream(NamedTuple):
@@ -30,9 +31,11 @@ class Upstream(NamedTuple):
 def parse_upstream(url: str, dockerhub_hosts: Iterable[str] = DOCKER_HUB_HOSTS) -> Upstream:
     """`https://registry-1.docker.io` -> Upstream. Raises ValueError."""
     u = urllib.parse.urlsplit(url.strip())
-    if u.scheme not in ("http", "https") or not u.hostname:
+    # urlsplit keeps spaces and control characters in the host: `http://a b` is no URL
+    bad_host = not u.hostname or " " in u.netloc or not u.netloc.isprintable()
+    if u.scheme not in ("http", "https") or bad_host:
         raise ValueError(f"upstream must be an http(s) URL, not {url!r}")
-    if u.path not in ("", "/") or u.query or u.fragment or u.username:
+    if u.path not in ("", "/") or u.query or u.fragment or "@" in u.netloc:
         raise ValueError(f"upstream must be scheme://host[:port] only, not {url!r}")
     port = u.port or (443 if u.scheme == "https" else 80)
     hub = {h.lower() for h in dockerhub_hosts}
@@ -46,13 +49,22 @@ def parse_route(
     """`mirror.example.com=https://registry-1.docker.io` -> (host, Upstream). Raises ValueError."""
     host, sep, url = spec.partition("=")
     host = host.strip().lower()
-    if not sep or not host or not _HOST_RE.fullmatch(host):
+    if not sep or not host or not valid_host(host):
         raise ValueError(f"route must be HOST=URL, not {spec!r}")
     return host, parse_upstream(url, dockerhub_hosts)
 
 
 def valid_host(host: str) -> bool:
-    return _HOST_RE.fullmatch(host) is not None
+    """`name[:port]` or `[IPv6 address][:port]`, ASCII only, as URLs take them."""
+    m = _HOST_RE.fullmatch(host)
+    if m is None or (m["port"] and int(m["port"]) > 65535):
+        return False
+    if m["ipv6"]:
+        try:
+            ipaddress.IPv6Address(m["ipv6"])
+        except ValueError:
+            return False
+    return True
 
 
 def mirror_base(

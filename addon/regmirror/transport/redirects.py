@@ -25,9 +25,10 @@ from .outbound import redirect_refused
 
 TTL = 600  # seconds a signed redirect stays valid; clients follow redirects at once
 _LINK_RE = re.compile(r"<([^>]*)>")
+_URL_CHARS = "!#$%&'()*+,/:;=?@[]"  # kept as they are by quote(), besides letters, digits, _.-~
 
 
-def _mac(key: bytes, registry: str, target: str, expires: int) -> bytes:
+def _mac(key: bytes, registry: str, target: str, expires: str) -> bytes:
     message = f"{expires}\n{registry}\n{target}".encode("utf-8", "surrogateescape")
     digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=")
@@ -36,7 +37,7 @@ def _mac(key: bytes, registry: str, target: str, expires: int) -> bytes:
 def sign(target: str, registry: str, key: bytes, now: float) -> str:
     """Mirror-local path and query that lead to `target`, redirected to by `registry` (its
     key: the target is judged by that registry's policy when followed)."""
-    expires = int(now) + TTL
+    expires = str(int(now) + TTL)
     mac = _mac(key, registry, target, expires).decode()
     query = urllib.parse.urlencode(
         {"u": target, "r": registry, "e": expires, "s": mac}, errors="surrogateescape"
@@ -51,8 +52,9 @@ def verify(query: str, key: bytes, now: float) -> tuple[str, str]:
     mac = q.get("s", "")
     if not (target and registry and expires.isascii() and expires.isdigit() and mac):
         raise ValueError("incomplete redirect")
+    # The MAC covers `e` as written: `e=01600` is not the `e=1600` that was signed.
     given = mac.encode("utf-8", "surrogateescape")
-    if not hmac.compare_digest(given, _mac(key, registry, target, int(expires))):
+    if not hmac.compare_digest(given, _mac(key, registry, target, expires)):
         raise ValueError("bad redirect signature")
     if int(expires) < now:
         raise ValueError("redirect expired")
@@ -74,14 +76,21 @@ def rewrite_location(
     Relative locations are resolved against the request. API paths on the upstream itself
     become the mirror's (`to_client` maps an upstream `/v2/...` path to the client's URL);
     others become signed mirror URLs, or stay (absolute) when `key` is None (redirects
-    passed through to the client). Raises ValueError for a malformed location.
+    passed through to the client). A Location that is no URL (`http://[x`) leads nowhere
+    and stays as it is.
     """
-    target = urllib.parse.urljoin(request_url, location)
+    try:
+        target = urllib.parse.urljoin(request_url, location)
+    except ValueError:
+        return location
     if target.startswith(upstream + "/v2/"):
         return to_client(target[len(upstream) :])
     if key is None or not target.startswith(("https://", "http://")):
         return target
-    return mirror + sign(target, registry, key, now)
+    # The mirror fetches the target, and mitmproxy sends only ASCII URLs: the rest (non-ASCII,
+    # spaces, bytes that are not UTF-8) is percent-encoded, as browsers do.
+    quoted = urllib.parse.quote(target, _URL_CHARS, errors="surrogateescape")
+    return mirror + sign(quoted, registry, key, now)
 
 
 def rewrite_link(
@@ -91,10 +100,15 @@ def rewrite_link(
     API at the mirror, in the client's style. Relative ones (distribution sends
     `</v2/org/app/tags/list?last=b&n=1>`) are resolved against the request first: a
     path-prefix or `ns` client following them as they are would lose its registry.
-    Raises ValueError for a malformed URL."""
+    A URL that is no URL stays as it is."""
 
     def repl(m: re.Match[str]) -> str:
-        url = urllib.parse.urljoin(request_url, m[1])
+        url = m[1]
+        if not url.startswith(upstream + "/"):
+            try:
+                url = urllib.parse.urljoin(request_url, url)
+            except ValueError:
+                return m[0]
         if url.startswith(upstream + "/v2/"):
             return f"<{to_client(url[len(upstream) :])}>"
         return m[0]
@@ -181,23 +195,16 @@ class Redirects:
         to_client = client_url(i)
         if 300 <= resp.status_code < 400 and "Location" in resp.headers:
             key = self.key if ctx.options.regmirror_redirects == "proxy" else None
-            try:
-                resp.headers["Location"] = rewrite_location(
-                    resp.headers["Location"],
-                    flow.request.url,
-                    i["upstream"],
-                    to_client,
-                    i["mirror"],
-                    i["registry"],
-                    key,
-                    time.time(),
-                )
-            except ValueError as e:  # answered with 502 by TokenAuth.response
-                i["error"] = f"upstream {i['upstream']} sent a malformed Location: {e}"
+            resp.headers["Location"] = rewrite_location(
+                resp.headers["Location"],
+                flow.request.url,
+                i["upstream"],
+                to_client,
+                i["mirror"],
+                i["registry"],
+                key,
+                time.time(),
+            )
         if "Link" in resp.headers:
-            try:
-                upstream, link = i["upstream"], resp.headers["Link"]
-                link = rewrite_link(link, flow.request.url, upstream, to_client)
-            except ValueError:
-                link = ""  # a page link the client could not follow anyway
-            resp.headers["Link"] = link
+            link = resp.headers["Link"]
+            resp.headers["Link"] = rewrite_link(link, flow.request.url, i["upstream"], to_client)
