@@ -8,17 +8,9 @@ import time
 import httpx
 import pytest
 
+from tests.support.rawhttp import send_raw as raw
+
 pytestmark = pytest.mark.e2e
-
-
-def raw(port: int, request: bytes) -> bytes:
-    """Send bytes as they are (no client library normalises them) and read the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        s.sendall(request)
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @pytest.fixture
