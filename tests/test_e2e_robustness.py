@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.support.rawhttp import raw
+from tests.support.rawhttp import send_raw as raw
 
 pytestmark = pytest.mark.e2e
 

@@ -28,6 +28,7 @@ from mitmproxy import http
 from mitmproxy.proxy import server_hooks
 
 from . import errors
+from .answers import answer
 from .flowinfo import KEY, FlowInfo
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class Drain:
 def answer_fault(flow: http.HTTPFlow, hook: str) -> None:
     """Answer a flow whose `hook` raised, so that no request and no unchecked answer passes."""
     if hook in ("requestheaders", "request"):
-        flow.response = fault_response(flow)
+        answer(flow, fault_response(flow))
     elif hook == "responseheaders":
         resp = fault_response(flow)
         resp.stream = Drain(resp.content or b"")

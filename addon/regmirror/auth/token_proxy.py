@@ -20,6 +20,7 @@ import httpx
 from mitmproxy import ctx, http
 
 from .. import errors
+from ..answers import answer, refusal
 from ..flowinfo import FlowInfo, info
 from ..routing import names
 from ..routing.catalog import Registry
@@ -184,10 +185,10 @@ class TokenAuth:
             return
         if challenge is NO_TOKEN_AUTH:
             if i.get("client"):  # authenticated by the mirror: its own token will do
-                flow.response = mirror_token()
+                answer(flow, mirror_token())
             else:
                 message = f"{upstream.base} does not use token auth"
-                flow.response = errors.error_response(404, errors.UNSUPPORTED, message)
+                answer(flow, refusal(flow, 404, errors.UNSUPPORTED, message))
             return
         realm, service = challenge.params["realm"], challenge.params.get("service", "")
         if await self.realms.refused(flow, registry, realm):
@@ -213,7 +214,7 @@ class TokenAuth:
         if req.method == "GET" and "Authorization" not in req.headers:
             cached = self.tokens.get(req.url)
             if cached and (reused := reused_token(cached, time.time())):
-                flow.response = reused
+                answer(flow, reused)
                 i["cached"] = "token"
 
     def _answer_ping(self, flow: http.HTTPFlow, i: FlowInfo) -> None:
@@ -234,7 +235,7 @@ class TokenAuth:
         resp.headers["WWW-Authenticate"] = format_challenge(
             with_realm(Challenge("Bearer", params), realm)
         )
-        flow.response = resp
+        answer(flow, resp)
         i["cached"] = "challenge"
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -326,11 +327,11 @@ class TokenAuth:
             status = 504 if isinstance(e, httpx.TimeoutException) else 502
             message = f"cannot learn the token realm of {upstream.base}: {e or type(e).__name__}"
             logger.warning(message)
-            flow.response = errors.error_response(status, errors.UNAVAILABLE, message)
+            answer(flow, refusal(flow, status, errors.UNAVAILABLE, message))
             return None
         challenge = rewritten[0] if rewritten else NO_TOKEN_AUTH
         if rewritten and (refused := self.realms.learn(registry, challenge.params["realm"])):
-            flow.response = errors.error_response(502, errors.UNAVAILABLE, refused)
+            answer(flow, refusal(flow, 502, errors.UNAVAILABLE, refused))
             return None
         self.challenges[upstream.base] = challenge
         return challenge

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from mitmproxy import ctx, exceptions, http
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from .. import answers
+
 HEALTH_PATH = "/_regmirror/healthz"
 METRICS_PATH = "/_regmirror/metrics"
 TEXT = "text/plain; charset=utf-8"
@@ -96,10 +98,9 @@ class StatusEndpoints:
         if path == METRICS_PATH and not await self._may_read_metrics(flow):
             resp = _response(req.method, 401, b"authentication required\n", TEXT)
             resp.headers["WWW-Authenticate"] = 'Basic realm="regmirror"'
-            flow.response = resp
-            return
+            return answers.answer(flow, resp)
         if resp := answer(req.method, path, self.registry):
-            flow.response = resp
+            answers.answer(flow, resp)
 
     async def _may_read_metrics(self, flow: http.HTTPFlow) -> bool:
         peer = flow.client_conn.peername[0] if flow.client_conn.peername else ""

@@ -12,8 +12,9 @@ from mitmproxy import command, ctx, exceptions, http
 from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 
 from .. import errors
+from ..answers import answer, refusal
 from ..flowinfo import KEY, REDIRECT, REJECTED, ROOT, FlowInfo, info
-from ..transport.headers import content_length
+from ..transport.headers import content_length, request_problem
 from . import names
 from .catalog import Registry
 from .config import Config, ConfigError, load_config
@@ -181,6 +182,8 @@ class Router:
         if table is None:
             return
         req = flow.request
+        if problem := request_problem(req):
+            return reject(flow, problem[0], errors.UNSUPPORTED, problem[1])
         try:
             base = mirror_base(
                 flow.client_conn.tls_established, req.host_header or "", *self._forwarded(req)
@@ -192,7 +195,7 @@ class Router:
         path = req.path.split("?", 1)[0]
         if path == "/":
             info["op"] = ROOT
-            flow.response = http.Response.make(301, b"", {"Location": "/v2/"})
+            answer(flow, http.Response.make(301, b"", {"Location": "/v2/"}))
             return
         if path == REDIRECT_PATH:
             info["op"] = REDIRECT
@@ -283,9 +286,7 @@ def reject(
 ) -> None:
     """Answer with a registry error instead of asking the upstream."""
     flow.metadata.setdefault(KEY, FlowInfo())["op"] = REJECTED
-    flow.response = errors.error_response(
-        status, code, message, detail, head=flow.request.method == "HEAD"
-    )
+    answer(flow, refusal(flow, status, code, message, detail))
 
 
 def route_to(req: http.Request, upstream: Upstream) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Collection
 from mitmproxy import ctx, http
 
 from .. import errors
+from ..answers import answer, refusal
 from ..routing.catalog import Registry
 from . import targets
 
@@ -46,9 +47,7 @@ def where(url: str) -> str:
 
 def refuse(flow: http.HTTPFlow, message: str) -> None:
     logger.warning(message)
-    flow.response = errors.error_response(
-        502, errors.UNAVAILABLE, message, head=flow.request.method == "HEAD"
-    )
+    answer(flow, refusal(flow, 502, errors.UNAVAILABLE, message))
 
 
 async def redirect_refused(flow: http.HTTPFlow, target: str, registry: Registry) -> bool:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from mitmproxy import ctx, exceptions, http
 
 from .. import errors
+from ..answers import answer, refusal
 from ..flowinfo import REDIRECT, FlowInfo, info
 from ..routing.router import REDIRECT_PATH, Router
 from ..routing.table import HOST, client_path
@@ -168,17 +169,14 @@ class Redirects:
         if flow.response or not i or i.get("op") != REDIRECT:
             return
         req = flow.request
-        head = req.method == "HEAD"
         if req.method not in ("GET", "HEAD"):
-            flow.response = errors.error_response(405, errors.UNSUPPORTED, "GET or HEAD only")
-            return
+            return answer(flow, refusal(flow, 405, errors.UNSUPPORTED, "GET or HEAD only"))
         try:
             target, name = verify(req.path.partition("?")[2], self.key, time.time())
             registry = self.router.registry(flow, name)
         except (ValueError, KeyError) as e:
             message = f"no registry {e}" if isinstance(e, KeyError) else str(e)
-            flow.response = errors.error_response(403, errors.DENIED, message, head=head)
-            return
+            return answer(flow, refusal(flow, 403, errors.DENIED, message))
         if await redirect_refused(flow, target, registry):
             return
         for h in ("Authorization", "Cookie", "Proxy-Authorization"):
