@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -99,6 +100,8 @@ class Mirror(Service):
                 self.args,
                 self.base_dir,
                 f"{self.name}-{attempt}" if attempt else self.name,
+                # the log is read while the mirror runs (crash checks): no block buffering
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 cwd=self.base_dir,
             )
             try:
