@@ -2,7 +2,7 @@ import pytest
 from mitmproxy import flowfilter
 from mitmproxy.test import taddons
 from mitmproxy.tools.web.webaddons import WebAddon
-from regmirror.observe.annotations import DENIED, FAILED, Annotations, image, label, outcome
+from regmirror.observe.annotations import DENIED, FAILED, Annotations, mark
 from regmirror.routing.router import Router
 from regmirror.transport import outbound
 from regmirror.transport.redirects import Redirects
@@ -16,46 +16,14 @@ HUB = {"registry": "docker.io", "upstream": "https://registry-1.docker.io"}
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="http://mirror.test:5000/v2/auth"'}
 
 
-def test_image_and_label():
-    tag = HUB | {"op": "manifest", "name": "library/nginx", "reference": "1"}
-    assert image(tag) == "docker.io/library/nginx:1"
-    assert label("HEAD", "", tag, []) == "manifest HEAD docker.io/library/nginx:1"
-    blob = HUB | {"op": "blob", "name": "library/nginx", "reference": D}
-    assert label("GET", "", blob, []) == "blob docker.io/library/nginx@sha256:ab12ab12ab12…"
-    tags = {"op": "tags", "upstream": "http://127.0.0.1:5001", "name": "a/b"}
-    assert label("GET", "", tags, []) == "tags 127.0.0.1:5001/a/b"
-    assert label("GET", "", HUB | {"op": "ping"}, []) == "ping docker.io"
-    token = HUB | {"op": "token"}
-    assert label("GET", "", token, ["repository:library/nginx:pull"]) == (
-        "token repository:library/nginx:pull"
-    )
-    assert label("GET", "", token, []) == "token (no scope)"
-    redirect = {"op": "redirect", "target": "cdn.example"}
-    assert label("GET", "", redirect, [], "docker.io/a@sha256:…") == (
-        "redirect -> cdn.example docker.io/a@sha256:…"
-    )
-    assert label("PUT", "/v2/x/manifests/1", {"op": "rejected"}, []) == (
-        "rejected PUT /v2/x/manifests/1"
-    )
-
-
 @pytest.mark.parametrize(
-    "op,status,code,target,challenged,expected",
-    [
-        ("blob", 200, "", "", False, (" 27.1 MB", "")),
-        ("manifest", 200, "", "", False, ("", "")),
-        ("blob", 307, "", "cdn.example", False, (" -> 307 cdn.example", "")),
-        ("ping", 401, "UNAUTHORIZED", "", True, (" -> 401 challenge", "")),
-        ("manifest", 401, "UNAUTHORIZED", "", False, (" -> 401 UNAUTHORIZED", DENIED)),
-        ("manifest", 403, "DENIED", "", False, (" -> 403 DENIED", DENIED)),
-        ("rejected", 405, "UNSUPPORTED", "", False, (" -> 405 UNSUPPORTED", DENIED)),
-        ("manifest", 404, "MANIFEST_UNKNOWN", "", False, (" -> 404 MANIFEST_UNKNOWN", FAILED)),
-        ("manifest", 429, "", "", False, (" -> 429", FAILED)),
-        ("blob", 502, "UNAVAILABLE", "", False, (" -> 502 UNAVAILABLE", FAILED)),
-    ],
-)
-def test_outcome(op, status, code, target, challenged, expected):
-    assert outcome(op, status, 27_100_000, code, target, challenged) == expected
+    "status, refused, challenged, expected",
+    [(200, False, False, ""), (307, False, False, ""), (401, False, True, ""),
+     (401, False, False, DENIED), (403, False, False, DENIED), (405, True, False, DENIED),
+     (404, False, False, FAILED), (429, False, False, FAILED), (502, False, False, FAILED)],
+)  # fmt: skip
+def test_mark(status, refused, challenged, expected):
+    assert mark(status, refused, challenged) == expected
 
 
 def routed(router, annotations, method, path, **kwargs):
@@ -83,12 +51,12 @@ def test_pull_flows_are_annotated_and_failures_marked():
         )
         assert not ping.marked
         m = routed(router, annotations, "HEAD", "/v2/nginx/manifests/1")
-        assert m.comment == "manifest HEAD docker.io/library/nginx:1"
+        assert m.comment == "check manifest docker.io/library/nginx:1"
         answered(annotations, m, 200, {"Content-Length": "1234"})
-        assert m.comment == "manifest HEAD docker.io/library/nginx:1" and not m.marked
+        assert m.comment == "check manifest docker.io/library/nginx:1 -> 200" and not m.marked
         b = routed(router, annotations, "GET", f"/v2/library/nginx/blobs/{D}")
         answered(annotations, b, 200, length=27_100_000)
-        assert b.comment == "blob docker.io/library/nginx@sha256:ab12ab12ab12… 27.1 MB"
+        assert b.comment == "pull blob docker.io/library/nginx@sha256:ab12ab12ab12… -> 200 27.1 MB"
         missing = routed(router, annotations, "GET", "/v2/nginx/manifests/nope")
         error = b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"x"}]}'
         answered(annotations, missing, 404, {}, error)
@@ -101,7 +69,9 @@ def test_pull_flows_are_annotated_and_failures_marked():
         assert denied.marked == DENIED
         put = routed(router, annotations, "PUT", "/v2/nginx/manifests/1")
         annotations.response(put)  # the router answered
-        assert put.comment == "rejected PUT /v2/nginx/manifests/1 -> 405 UNSUPPORTED"
+        assert put.comment == (
+            "pull manifest docker.io/library/nginx:1 -> 405 UNSUPPORTED by router"
+        )
         assert put.marked == DENIED
 
 
@@ -147,12 +117,11 @@ async def test_redirect_flow_names_the_blob_it_fetches(monkeypatch):
         await redirects.requestheaders(r)
         annotations.requestheaders(r)
         assert r.comment == (
-            "redirect -> production.cloudflare.docker.com "
-            "docker.io/library/nginx@sha256:ab12ab12ab12…"
+            "pull blob docker.io/library/nginx@sha256:ab12ab12ab12… "
+            "via production.cloudflare.docker.com"
         )
-        assert not annotations.links
         answered(annotations, r, 200, length=1000)
-        assert r.comment.endswith("… 1.0 kB")
+        assert r.comment.endswith(" -> 200 1.0 kB")
 
 
 def test_failed_flow():

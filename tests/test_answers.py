@@ -8,7 +8,7 @@ from tests.flowutil import reverse_flow
 
 def test_answer_sets_the_response():
     f = reverse_flow("GET", "/v2/x/manifests/1")
-    answers.answer(f, answers.refusal(f, 403, errors.DENIED, "no"))
+    answers.answer(f, answers.refusal(f, 403, errors.DENIED, "no"), "router")
     assert f.response.status_code == 403
     assert json.loads(f.response.content)["errors"][0] == {"code": "DENIED", "message": "no"}
 
@@ -25,5 +25,5 @@ def test_a_request_whose_body_streams_in_is_closed_not_answered():
     there crashed its HTTP layer and left the client hanging (the fuzz test's finding)."""
     f = reverse_flow("PUT", "/v2/x/blobs/uploads/1", content=b"x" * 10)
     f.request.stream = True
-    answers.answer(f, http.Response.make(405))
+    answers.answer(f, http.Response.make(405), "router")
     assert f.response is None and f.error and f.error.msg == "Connection killed."

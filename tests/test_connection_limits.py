@@ -3,7 +3,7 @@ import json
 import pytest
 from mitmproxy import connection, exceptions
 from mitmproxy.test import taddons, tflow
-from regmirror.flowinfo import KEY, REJECTED
+from regmirror.record import KEY
 from regmirror.transport.connection_limits import ConnectionLimits, OpenConnections
 
 from tests.flowutil import reverse_flow
@@ -76,7 +76,7 @@ def test_the_connection_over_the_limit_gets_429():
         err = json.loads(resp.content)["errors"][0]
         assert err["code"] == "TOOMANYREQUESTS"
         assert err["message"] == f"3 connections open from {A}; at most 2 are served at once"
-        assert refused.metadata[KEY]["op"] == REJECTED
+        assert refused.metadata[KEY]["outcome"]["answered_by"] == "limits"
         assert refused.request.host == "registry-1.docker.io"  # never routed upstream
         head = request(third, "HEAD").response
         assert head.status_code == 429 and head.content == b""

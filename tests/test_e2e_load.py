@@ -236,7 +236,7 @@ def test_connection_over_the_limit_gets_429_and_never_reaches_upstream(
         "the upstream logging the request",
     )
     assert not any(refused_probe in e.path for e in plain_registry.access_log())
-    assert f"probe={refused_probe}' -> 429 TOOMANYREQUESTS" in mirror.log_text()
+    assert f"probe={refused_probe} -> 429 TOOMANYREQUESTS by limits" in mirror.log_text()
 
 
 CHALLENGE = re.compile(r'(\w+)="([^"]*)"')

@@ -7,8 +7,8 @@ from mitmproxy.proxy.layers.http import HttpRequestHeadersHook
 from mitmproxy.test import taddons, tflow
 from regmirror import guard
 from regmirror.addons import mirror_addons
-from regmirror.flowinfo import KEY
 from regmirror.observe.views import Views
+from regmirror.record import KEY
 
 from tests.flowutil import respond, reverse_flow
 
@@ -57,7 +57,7 @@ def test_raising_request_hook_answers_500_and_later_addons_see_it(caplog):
     assert f.response.status_code == 500
     assert _error(f.response) == {"code": "UNKNOWN", "message": "internal error in the mirror"}
     assert "surrogates" not in f.response.text  # no internals in the body
-    assert f.metadata[KEY]["fault"] == "Boom.requestheaders"
+    assert f.metadata[KEY]["outcome"]["fault"] == "Boom.requestheaders"
     assert later.seen == [500]
     assert "Boom.requestheaders raised UnicodeEncodeError" in caplog.text
 
@@ -132,6 +132,6 @@ async def test_a_raising_mirror_hook_never_lets_the_request_go_upstream(monkeypa
             f = reverse_flow("GET", path, headers={"Authorization": "Bearer x"})
             await tctx.master.addons.trigger_event(HttpRequestHeadersHook(f))
             assert f.response is not None and f.response.status_code == 500
-            assert f.metadata[KEY]["fault"] == "ClientAuth.requestheaders"
+            assert f.metadata[KEY]["outcome"]["fault"] == "ClientAuth.requestheaders"
         views.done()  # the content views are global
     assert "Addon error" not in caplog.text  # the guard caught it, not mitmproxy

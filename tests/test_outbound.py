@@ -95,9 +95,9 @@ async def test_an_internal_realm_is_refused_and_never_used(realm, reason, caplog
         async def get(url):
             return Challenged()
 
-        auth.client = type("C", (), {"get": staticmethod(get)})()
+        auth.probe.client = type("C", (), {"get": staticmethod(get)})()
         t = await token_request(router, auth)
-        auth.client = None
+        auth.probe.client = None
         assert t.response.status_code == 502 and error(t)["code"] == "UNAVAILABLE"
         assert t.request.host == "registry.example"  # not sent anywhere
         assert "Authorization" not in t.request.headers  # no credentials added

@@ -1,11 +1,13 @@
 import json
+import time
 
 import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.test import taddons
-from regmirror.flowinfo import KEY
+from regmirror.record import KEY, route
 from regmirror.routing.config import ClientAuth as ClientAuthConfig
 from regmirror.routing.router import Router
+from regmirror.transport.signing import Origin
 
 from tests.flowutil import reverse_flow
 
@@ -32,7 +34,7 @@ def test_library_inserted_for_docker_hub_keeping_query_and_method():
             "https://registry-1.docker.io/v2/library/nginx/manifests/1-alpine?ns=docker.io"
         )
         assert f.request.host_header == "registry-1.docker.io"
-        assert f.metadata[KEY] == {
+        assert route(f) == {
             "mirror": "http://mirror.test:5000",
             "registry": "docker.io",
             "upstream": "https://registry-1.docker.io",
@@ -113,7 +115,8 @@ def test_rejections_never_reach_upstream(method, path, status, code):
         assert f.response.headers["Content-Type"].startswith("application/json")
         assert error_of(f)["code"] == code
         assert f.request.host == "registry-1.docker.io"  # untouched, never sent
-        assert f.metadata[KEY]["op"] == "rejected"
+        assert f.metadata[KEY]["outcome"]["answered_by"] == "router"
+        assert f.metadata[KEY]["outcome"]["refused"] == error_of(f)["message"]
 
 
 def test_token_forms_are_bounded():
@@ -146,20 +149,30 @@ def test_forwarded_headers_only_when_trusted():
     fwd = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "pub.example"}
     with taddons.context(r) as tctx:
         f = routed(r, "GET", "/v2/", headers=fwd)
-        assert f.metadata[KEY]["mirror"] == "http://mirror.test:5000"
+        assert route(f)["mirror"] == "http://mirror.test:5000"
         tctx.configure(r, regmirror_trust_forwarded=True)
         f = routed(r, "GET", "/v2/", headers=fwd)
-        assert f.metadata[KEY]["mirror"] == "https://pub.example"
+        assert route(f)["mirror"] == "https://pub.example"
 
 
 def test_token_and_redirect_paths_are_left_to_their_addons():
     r = Router()
     with taddons.context(r):
         f = routed(r, "GET", "/v2/auth?scope=repository:nginx:pull")
-        assert f.response is None and f.metadata[KEY]["op"] == "token"
+        assert f.response is None and route(f)["op"] == "token"
         assert f.request.path == "/v2/auth?scope=repository:nginx:pull"
-        f = routed(r, "GET", "/_regmirror/redirect?u=x")
-        assert f.response is None and f.metadata[KEY]["op"] == "redirect"
+        assert f.request.host == "registry-1.docker.io"  # the token proxy decides where
+        # a signed redirect gets the route of the request it came from
+        origin = Origin("https://cdn.example/b", "docker.io", "blob", "library/a", D)
+        f = routed(r, "GET", r.signer.sign(origin, time.time()))
+        assert f.response is None
+        assert route(f) | {"mirror": ""} == {
+            "mirror": "", "op": "blob", "registry": "docker.io",
+            "upstream": "https://registry-1.docker.io", "style": "host", "name": "library/a",
+            "reference": D, "via": "redirect", "target": "https://cdn.example/b",
+        }  # fmt: skip
+        forged = routed(r, "GET", "/_regmirror/redirect?u=x&r=docker.io&e=9999999999&s=x")
+        assert forged.response.status_code == 403 and route(forged) is None
 
 
 def test_other_modes_ignored():
@@ -201,7 +214,7 @@ def test_catalog_by_path_prefix_and_filtered_by_the_deny_list():
         f = routed(r, "GET", "/v2/docker.io/_catalog?n=2")
         assert f.response is None
         assert f.request.url == "https://registry-1.docker.io/v2/_catalog?n=2"
-        assert (f.metadata[KEY]["style"], f.metadata[KEY]["prefix"]) == ("path", "docker.io")
+        assert (route(f)["style"], route(f)["prefix"]) == ("path", "docker.io")
         body = json.dumps({"repositories": ["library/a", "private/b"]}).encode()
         f.response = http.Response.make(200, body, {"Content-Type": "application/json"})
         r.response(f)

@@ -8,7 +8,7 @@ from regmirror.routing.table import (
     NoRoute,
     Table,
     client_path,
-    realm_path,
+    realm_url,
     strip_prefix,
 )
 from regmirror.routing.upstreams import parse_upstream
@@ -116,8 +116,12 @@ def test_paths_in_the_clients_style():
     assert client_path(PATH, "ghcr.io", "ghcr.io", p) == "/v2/ghcr.io/org/app/blobs/sha256:1"
     assert client_path(NS, "", "ghcr.io", p + "?a=1") == p + "?a=1&ns=ghcr.io"
     assert client_path(NS, "", "ghcr.io", p + "?ns=ghcr.io") == p + "?ns=ghcr.io"
-    assert realm_path(HOST, "ghcr.io") == "/v2/auth"
-    assert realm_path(PATH, "ghcr.io") == "/v2/auth/ghcr.io"
+    assert realm_url({"mirror": "http://m", "style": HOST, "registry": "ghcr.io"}) == (
+        "http://m/v2/auth"
+    )
+    assert realm_url({"mirror": "http://m", "style": PATH, "registry": "ghcr.io"}) == (
+        "http://m/v2/auth/ghcr.io"
+    )
     assert strip_prefix("ghcr.io/org/app", CATALOG["ghcr.io"]) == "org/app"
     assert strip_prefix("org/app", CATALOG["ghcr.io"]) == "org/app"
     assert strip_prefix("index.docker.io/nginx", CATALOG["docker.io"]) == "nginx"

@@ -4,9 +4,8 @@ from dataclasses import replace
 
 import pytest
 from mitmproxy.test import taddons
-from regmirror.auth import token_proxy
+from regmirror.auth import token_answers, token_cache, token_proxy
 from regmirror.auth.token_proxy import TokenAuth, mirror_challenge
-from regmirror.flowinfo import KEY
 from regmirror.routing.router import Router
 from regmirror.transport.upstream import UpstreamConnections
 
@@ -106,11 +105,11 @@ async def test_token_request_probes_once_when_realm_unknown(monkeypatch):
         for _ in range(2):
             t = reverse_flow("GET", "/v2/auth?scope=repository:a/b:pull")
             router.requestheaders(t)
-            auth.client = type("C", (), {"get": staticmethod(fake_get)})()
+            auth.probe.client = type("C", (), {"get": staticmethod(fake_get)})()
             await auth.requestheaders(t)
             assert t.request.host == "auth.docker.io"
         assert calls == ["https://registry-1.docker.io/v2/"]
-        auth.client = None
+        auth.probe.client = None
 
 
 async def test_token_request_with_unreachable_upstream_is_502():
@@ -296,7 +295,6 @@ def test_refresh_tokens_never_reach_clients():
     with taddons.context(router, auth, UpstreamConnections()):
         t = reverse_flow("GET", "/v2/auth?scope=repository:a/b:pull")
         router.requestheaders(t)
-        t.metadata[KEY]["target"] = "auth.docker.io"
         answer = token_body(refresh_token="R", expires_in=60)
         respond(t, 200, {"Content-Type": "application/json"}, answer.encode())
         auth.response(t)
@@ -374,7 +372,7 @@ async def test_anonymous_tokens_are_shared_while_fresh(monkeypatch):
         assert (body["token"], body["expires_in"]) == ("T", 200)
         assert body["issued_at"] == "1970-01-12T13:48:20Z"
         auth.response(again)  # a reused answer is not stored again
-        assert auth.tokens[first.request.url].issued == 1_000_000.0
+        assert auth.tokens.tokens[first.request.url].issued == 1_000_000.0
 
         # a client with credentials always asks the upstream, and its token is not kept
         own = token_flow({"Authorization": "Basic dTpw"})
@@ -382,7 +380,7 @@ async def test_anonymous_tokens_are_shared_while_fresh(monkeypatch):
         assert own.response is None
         respond(own, 200, {}, token_body(expires_in=3600).encode())
         auth.response(own)
-        assert auth.tokens[first.request.url].lifetime == 300
+        assert auth.tokens.tokens[first.request.url].lifetime == 300
 
         now[0] += 100  # less than half the lifetime left: ask the upstream again
         late = token_flow()
@@ -390,7 +388,7 @@ async def test_anonymous_tokens_are_shared_while_fresh(monkeypatch):
         assert late.response is None
         respond(late, 200, {}, token_body().encode())
         auth.response(late)
-        assert auth.tokens[first.request.url].issued == now[0]
+        assert auth.tokens.tokens[first.request.url].issued == now[0]
 
 
 @pytest.mark.parametrize(
@@ -399,18 +397,18 @@ async def test_anonymous_tokens_are_shared_while_fresh(monkeypatch):
      token_body(refresh_token="r").encode()],
 )  # fmt: skip
 def test_token_answers_not_worth_sharing(body):
-    assert token_proxy.cacheable_token(body, 0.0) is None
-    assert token_proxy.cacheable_token(token_body().encode(), 0.0) is not None
+    assert token_cache.cacheable_token(body, 0.0) is None
+    assert token_cache.cacheable_token(token_body().encode(), 0.0) is not None
 
 
 def test_parse_token_answer():
-    answer = token_proxy.parse_token_answer(b'{"token":"a","access_token":"a","expires_in":120}')
+    answer = token_answers.parse_token_answer(b'{"token":"a","access_token":"a","expires_in":120}')
     assert (answer.tokens, answer.lifetime) == (["a", "a"], 120)
-    assert token_proxy.parse_token_answer(b'{"access_token":"b"}').lifetime == 60  # the spec's
+    assert token_answers.parse_token_answer(b'{"access_token":"b"}').lifetime == 60  # the spec's
     for body in (b"[1]", b"x", b'{"token":""}', b'{"token":"a","expires_in":"soon"}'):
-        assert token_proxy.parse_token_answer(body) is None
+        assert token_answers.parse_token_answer(body) is None
 
-        assert token_proxy.parse_token_answer(body) is None
+        assert token_answers.parse_token_answer(body) is None
 
 
 # --- Properties (hypothesis) -------------------------------------------------------------
@@ -454,7 +452,7 @@ _NAN = b'{"token": "t", "expires_in": NaN}'  # cached, with a lifetime that is n
 @example(_DEEP)
 @example(_HUGE)
 def test_prop_parse_token_answer_returns_none_or_an_answer(body):
-    answer = token_proxy.parse_token_answer(body)
+    answer = token_answers.parse_token_answer(body)
     if answer is not None:
         assert answer.tokens and all(isinstance(t, str) and t for t in answer.tokens)
         assert isinstance(answer.lifetime, float)
@@ -466,12 +464,12 @@ def test_prop_parse_token_answer_returns_none_or_an_answer(body):
 @example(_HUGE, 0.0, 100.0)
 @example(_NAN, 0.0, 100.0)
 def test_prop_a_shared_token_never_outlives_its_answer(body, now, later):
-    cached = token_proxy.cacheable_token(body, now)
+    cached = token_cache.cacheable_token(body, now)
     if cached is None:
         return
     assert "refresh_token" not in cached.body
     assert math.isfinite(cached.lifetime) and cached.lifetime >= 120
-    resp = token_proxy.reused_token(cached, now + later)
+    resp = token_cache.reused_token(cached, now + later)
     if resp is not None:
         shared = json.loads(resp.content)
         assert 0 <= shared["expires_in"] <= cached.lifetime

@@ -2,7 +2,7 @@ import json
 
 import pytest
 from mitmproxy import contentviews
-from regmirror.observe.oplog import human_size
+from regmirror.observe.describe import human_size
 from regmirror.observe.views.manifests import (
     DOCKER_LIST,
     DOCKER_MANIFEST,

@@ -12,18 +12,50 @@ import logging
 from mitmproxy import http
 
 from . import errors
+from .record import outcome
 
 logger = logging.getLogger(__name__)
 
 
-def answer(flow: http.HTTPFlow, response: http.Response) -> None:
-    """Answer `flow` with `response`, never asking an upstream."""
+def answer(flow: http.HTTPFlow, response: http.Response, by: str | None) -> None:
+    """Answer `flow` with `response` on behalf of `by`, never asking an upstream. `by` None:
+    not a registry operation (the status endpoints), which gets no record: no log line, no
+    flow comment, not counted."""
+    if by:
+        outcome(flow)["answered_by"] = by
     if flow.request.stream and flow.live:
         logger.info("%s %s: refused while its body streams in; connection closed",
                     flow.request.method, flow.request.path[:100])  # fmt: skip
         flow.kill()
         return
     flow.response = response
+
+
+def refuse(
+    flow: http.HTTPFlow,
+    by: str,
+    status: int,
+    code: str,
+    message: str,
+    detail: object = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer with a registry error instead of asking the upstream."""
+    outcome(flow)["refused"] = message
+    answer(flow, refusal(flow, status, code, message, detail, headers), by)
+
+
+def bad_upstream(flow: http.HTTPFlow, reason: str) -> None:
+    """The upstream's answer cannot be passed on (a broken challenge): the client gets a
+    502 with `reason` once the answer is complete (replace_bad_upstream)."""
+    outcome(flow).setdefault("bad_upstream", reason)
+
+
+def replace_bad_upstream(flow: http.HTTPFlow) -> None:
+    """In `response`: replace an answer marked by bad_upstream() with the 502."""
+    reason = outcome(flow).get("bad_upstream")
+    if reason and flow.response is not None and not flow.response.stream:
+        flow.response = refusal(flow, 502, errors.UNAVAILABLE, reason)
 
 
 def refusal(
@@ -35,9 +67,9 @@ def refusal(
     headers: dict[str, str] | None = None,
 ) -> http.Response:
     """A registry error for `flow` (no body for HEAD, with its length)."""
-    resp = errors.error_response(
-        status, code, message, detail, head=flow.request.method == "HEAD"
-    )
+    resp = errors.error_response(status, code, message, detail, head=flow.request.method == "HEAD")
     for name, value in (headers or {}).items():
         resp.headers[name] = value
+    if status == 429:
+        resp.reason = "Too Many Requests"  # not in mitmproxy's table of reasons
     return resp

@@ -29,7 +29,7 @@ from mitmproxy.proxy import server_hooks
 
 from . import errors
 from .answers import answer
-from .flowinfo import KEY, FlowInfo
+from .record import outcome
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Drain:
 def answer_fault(flow: http.HTTPFlow, hook: str) -> None:
     """Answer a flow whose `hook` raised, so that no request and no unchecked answer passes."""
     if hook in ("requestheaders", "request"):
-        answer(flow, fault_response(flow))
+        answer(flow, fault_response(flow), "guard")
     elif hook == "responseheaders":
         resp = fault_response(flow)
         resp.stream = Drain(resp.content or b"")
@@ -77,8 +77,7 @@ def answer_fault(flow: http.HTTPFlow, hook: str) -> None:
 
 
 def record_fault(flow: http.HTTPFlow, where: str) -> None:
-    info: FlowInfo = flow.metadata.setdefault(KEY, FlowInfo())
-    info.setdefault("fault", where)
+    outcome(flow).setdefault("fault", where)
 
 
 def _fail(name: str, hook: str, args: tuple[Any, ...], exc: BaseException) -> None:

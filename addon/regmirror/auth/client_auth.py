@@ -22,13 +22,15 @@ import bcrypt
 from mitmproxy import http
 
 from .. import errors
-from ..flowinfo import FlowInfo, info
+from ..answers import refuse
+from ..record import Route, outcome, route
 from ..routing import names
 from ..routing.config import ClientAuth as AuthConfig
-from ..routing.router import Router, reject
-from ..routing.table import realm_path
-from .token_proxy import parse_token_answer
+from ..routing.router import Router
+from ..routing.table import realm_url
+from .token_answers import parse_token_answer
 
+BY = "client auth"
 MIN_TTL, MAX_TTL = 60, 3600  # seconds an issued token stays valid here, at least and at most
 # Token-request parameters about the client's mirror account (docker login sends them).
 MIRROR_ONLY_PARAMS = ("account",)
@@ -132,24 +134,23 @@ class ClientAuth:
         )
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
-        i = info(flow)
+        r = route(flow)
         auth = self.router.config.auth
-        if flow.response or not i or not auth.enabled or "registry" not in i:
+        if flow.response or flow.error or not r or not auth.enabled or "registry" not in r:
             return
         if auth is not self.auth:
             self._reloaded(auth)
-        if i["op"] == names.TOKEN:
-            await self._token_request(flow, i, auth)
+        if r["op"] == names.TOKEN:
+            await self._token_request(flow, auth)
         elif not self.ledger.principal(
             bearer_token(flow.request.headers.get("Authorization", "")), time.time()
         ):
-            self._challenge(flow, i)
+            self._challenge(flow, r)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        i = info(flow)
         resp = flow.response
         principal = self.principals.get(flow)
-        if not resp or not i or i.get("op") != names.TOKEN or principal is None:
+        if not resp or principal is None:
             return
         if resp.status_code != 200:
             return
@@ -183,18 +184,18 @@ class ClientAuth:
         for ledger in (self.ledger, self.verified):
             ledger.revoke(lambda p: still_valid(p, auth))
 
-    async def _token_request(self, flow: http.HTTPFlow, i: FlowInfo, auth: AuthConfig) -> None:
+    async def _token_request(self, flow: http.HTTPFlow, auth: AuthConfig) -> None:
         req = flow.request
         if req.method != "GET":
             # OAuth2 clients fall back to GET with Basic credentials on 404.
-            return reject(flow, 404, errors.UNSUPPORTED, "use GET with Basic credentials")
+            return refuse(flow, BY, 404, errors.UNSUPPORTED, "use GET with Basic credentials")
         creds = parse_basic(req.headers.get("Authorization", ""))
         principal = await self._check(auth, *creds) if creds else None
         if principal is None:
-            reject(flow, 401, errors.UNAUTHORIZED, "authentication required")
-            flow.response.headers["WWW-Authenticate"] = 'Basic realm="regmirror"'
-            return
-        i["client"] = principal.user
+            basic = {"WWW-Authenticate": 'Basic realm="regmirror"'}
+            return refuse(flow, BY, 401, errors.UNAUTHORIZED, "authentication required",
+                          headers=basic)  # fmt: skip
+        outcome(flow)["client"] = principal.user
         self.principals[flow] = principal
         # The mirror's credentials and identity stay here: the upstream sees the route's.
         del req.headers["Authorization"]
@@ -212,10 +213,9 @@ class ClientAuth:
         return principal
 
     @staticmethod
-    def _challenge(flow: http.HTTPFlow, i: FlowInfo) -> None:
-        realm = i["mirror"] + realm_path(i["style"], i["registry"])
-        challenge = f'Bearer realm="{realm}",service="regmirror"'
-        if i.get("name"):
-            challenge += f',scope="repository:{i["name"]}:pull"'
-        reject(flow, 401, errors.UNAUTHORIZED, "authentication required")
-        flow.response.headers["WWW-Authenticate"] = challenge
+    def _challenge(flow: http.HTTPFlow, r: Route) -> None:
+        challenge = f'Bearer realm="{realm_url(r)}",service="regmirror"'
+        if r.get("name"):
+            challenge += f',scope="repository:{r["name"]}:pull"'
+        refuse(flow, BY, 401, errors.UNAUTHORIZED, "authentication required",
+               headers={"WWW-Authenticate": challenge})  # fmt: skip

@@ -10,9 +10,8 @@ import weakref
 from mitmproxy import http
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ..flowinfo import info
-from ..routing import names
-from .oplog import response_size
+from ..record import KEY, outcome, route
+from .describe import metric_label, response_size
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -58,8 +57,17 @@ class Metrics:
         )
         self.tokens = Counter(
             "regmirror_token_fetches",
-            "Token requests forwarded to an upstream's token service, by status.",
+            "Token requests forwarded to an upstream's token service, by status (the token "
+            "cache's answers are counted in regmirror_answered_by_mirror_total).",
             ["route", "status"],
+            registry=r,
+        )
+        self.answered = Counter(
+            "regmirror_answered_by_mirror",
+            "Requests the mirror answered itself instead of asking an upstream, by operation "
+            "and by who answered (router, client auth, token proxy, token cache, challenge "
+            "cache, limits, outbound, guard).",
+            ["operation", "by"],
             registry=r,
         )
         self.throttled = Counter(
@@ -83,41 +91,47 @@ class Metrics:
 
     def request(self, flow: http.HTTPFlow) -> None:
         # The last addon: a flow still without a response now goes upstream.
-        if flow.response or not info(flow):
+        if flow.response or flow.error or KEY not in flow.metadata:
             return
         self.sent_upstream.add(flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        i = info(flow)
         resp = flow.response
-        if not resp or not i or flow not in self.sent_upstream:
+        if not resp or flow not in self.sent_upstream:
             return
-        route = i.get("upstream", "")
+        upstream, op = labels(flow)
         if flow.request.timestamp_end and resp.timestamp_start:
             seconds = max(0.0, resp.timestamp_start - flow.request.timestamp_end)
-            self.latency.labels(route, i.get("op", "")).observe(seconds)
+            self.latency.labels(upstream, op).observe(seconds)
         if resp.status_code == 429:
-            self.throttled.labels(route).inc()
+            self.throttled.labels(upstream).inc()
         for header, gauge in (
             ("ratelimit-remaining", self.ratelimit_remaining),
             ("ratelimit-limit", self.ratelimit_limit),
         ):
             if (n := parse_ratelimit(resp.headers.get(header, ""))) is not None:
-                gauge.labels(route).set(n)
+                gauge.labels(upstream).set(n)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        i = info(flow)
         resp = flow.response
-        if not resp or not i:
+        if not resp or KEY not in flow.metadata:
             return
-        route, op, status = i.get("upstream", ""), i.get("op", ""), str(resp.status_code)
-        self.requests.labels(route, op, status).inc()
-        self.served.labels(route, op).inc(served_bytes(flow.request.method, resp))
-        if op == names.TOKEN:
-            self.tokens.labels(route, status).inc()
+        (upstream, op), status = labels(flow), str(resp.status_code)
+        self.requests.labels(upstream, op, status).inc()
+        self.served.labels(upstream, op).inc(served_bytes(flow.request.method, resp))
+        if by := outcome(flow).get("answered_by"):
+            self.answered.labels(op, by).inc()
+        elif op == "token":
+            self.tokens.labels(upstream, status).inc()
 
     def error(self, flow: http.HTTPFlow) -> None:
-        i = info(flow)
-        if not i or not flow.error:
+        if KEY not in flow.metadata or not flow.error:
             return
-        self.requests.labels(i.get("upstream", ""), i.get("op", ""), "error").inc()
+        self.requests.labels(*labels(flow), "error").inc()
+
+
+def labels(flow: http.HTTPFlow) -> tuple[str, str]:
+    """(route, operation) labels of a flow: the upstream's base URL (a followed redirect's
+    too) and describe.py's object word."""
+    r = route(flow)
+    return (r.get("upstream", "") if r else ""), metric_label(r)

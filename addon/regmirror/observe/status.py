@@ -98,9 +98,9 @@ class StatusEndpoints:
         if path == METRICS_PATH and not await self._may_read_metrics(flow):
             resp = _response(req.method, 401, b"authentication required\n", TEXT)
             resp.headers["WWW-Authenticate"] = 'Basic realm="regmirror"'
-            return answers.answer(flow, resp)
+            return answers.answer(flow, resp, None)
         if resp := answer(req.method, path, self.registry):
-            answers.answer(flow, resp)
+            answers.answer(flow, resp, None)
 
     async def _may_read_metrics(self, flow: http.HTTPFlow) -> bool:
         peer = flow.client_conn.peername[0] if flow.client_conn.peername else ""

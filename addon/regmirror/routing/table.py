@@ -10,6 +10,7 @@ A path prefix and an `ns` that name different registries are ambiguous and refus
 """
 
 import urllib.parse
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from .catalog import Registry
@@ -25,7 +26,7 @@ class NoRoute(LookupError):
     """No registry, or more than one, fits the request."""
 
 
-class Route(NamedTuple):
+class Resolved(NamedTuple):
     registry: Registry
     style: str  # HOST, PATH or NS: how the client addressed the registry
     name: str  # repository as the upstream knows it ("" for /v2/ and the like)
@@ -72,7 +73,7 @@ class Table:
             return self.subdomains[label]
         return self.names.get(name) or self.default
 
-    def resolve(self, host: str, name: str = "", ns: str = "") -> Route:
+    def resolve(self, host: str, name: str = "", ns: str = "") -> "Resolved":
         """Route a request for repository `name` (as the client wrote it). Raises NoRoute."""
         first, _, rest = name.partition("/")
         by_path = self.names.get(first) if rest else None
@@ -93,7 +94,7 @@ class Table:
         if registry.dockerhub and name:
             name = with_library(name)
         style = PATH if by_path else NS if by_ns else HOST
-        return Route(registry, style, name, first if by_path else "")
+        return Resolved(registry, style, name, first if by_path else "")
 
     def listing(self) -> list[str]:
         """The routes by registry name, for 404 answers: never the upstreams' URLs."""
@@ -124,7 +125,9 @@ def client_path(route_style: str, prefix: str, key: str, upstream_path: str) -> 
     return upstream_path
 
 
-def realm_path(route_style: str, key: str) -> str:
-    """The mirror's token endpoint for a route: the Host routes `/v2/auth`; path and ns
-    routes name the registry, since the token request carries neither."""
-    return "/v2/auth" if route_style == HOST else f"/v2/auth/{key}"
+def realm_url(route: Mapping[str, str]) -> str:
+    """The mirror's token endpoint for a routed request (its `mirror`, `style` and
+    `registry`): host routes use `/v2/auth`; path and ns routes name the registry, since
+    the token request carries neither."""
+    style, key = route.get("style", HOST), route.get("registry", "")
+    return route["mirror"] + ("/v2/auth" if style == HOST else f"/v2/auth/{key}")

@@ -13,7 +13,7 @@ import itertools
 from mitmproxy import connection, ctx, exceptions, http
 
 from .. import errors
-from ..routing.router import reject
+from ..answers import refuse
 
 OPTION = "regmirror_max_connections_per_client"
 DEFAULT_LIMIT = 256
@@ -85,7 +85,5 @@ class ConnectionLimits:
             return
         count = self.open.count(address)
         message = f"{count} connections open from {address}; at most {limit} are served at once"
-        reject(flow, 429, errors.TOOMANYREQUESTS, message)
-        flow.response.reason = "Too Many Requests"  # not in mitmproxy's table of reasons
-        flow.response.headers["Retry-After"] = str(RETRY_AFTER)
-        flow.response.headers["Connection"] = "close"
+        headers = {"Retry-After": str(RETRY_AFTER), "Connection": "close"}
+        refuse(flow, "limits", 429, errors.TOOMANYREQUESTS, message, headers=headers)

@@ -10,8 +10,7 @@ from collections.abc import Collection
 
 from mitmproxy import ctx, http
 
-from .. import errors
-from ..answers import answer, refusal
+from .. import answers, errors
 from ..routing.catalog import Registry
 from . import targets
 
@@ -47,7 +46,7 @@ def where(url: str) -> str:
 
 def refuse(flow: http.HTTPFlow, message: str) -> None:
     logger.warning(message)
-    answer(flow, refusal(flow, 502, errors.UNAVAILABLE, message))
+    answers.refuse(flow, "outbound", 502, errors.UNAVAILABLE, message)
 
 
 async def redirect_refused(flow: http.HTTPFlow, target: str, registry: Registry) -> bool:

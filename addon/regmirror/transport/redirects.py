@@ -6,9 +6,6 @@ then fetches the target itself, without the client's `Authorization` (S3-style s
 answers 400 to a request carrying the registry's token).
 """
 
-import base64
-import hashlib
-import hmac
 import os
 import re
 import time
@@ -17,49 +14,14 @@ from collections.abc import Callable
 
 from mitmproxy import ctx, exceptions, http
 
-from .. import errors
-from ..answers import answer, refusal
-from ..flowinfo import REDIRECT, FlowInfo, info
-from ..routing.router import REDIRECT_PATH, Router
+from ..record import REDIRECT, Route, route
+from ..routing.router import Router
 from ..routing.table import HOST, client_path
 from .outbound import redirect_refused
+from .signing import Origin, sign
 
-TTL = 600  # seconds a signed redirect stays valid; clients follow redirects at once
 _LINK_RE = re.compile(r"<([^>]*)>")
 _URL_CHARS = "!#$%&'()*+,/:;=?@[]"  # kept as they are by quote(), besides letters, digits, _.-~
-
-
-def _mac(key: bytes, registry: str, target: str, expires: str) -> bytes:
-    message = f"{expires}\n{registry}\n{target}".encode("utf-8", "surrogateescape")
-    digest = hmac.new(key, message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=")
-
-
-def sign(target: str, registry: str, key: bytes, now: float) -> str:
-    """Mirror-local path and query that lead to `target`, redirected to by `registry` (its
-    key: the target is judged by that registry's policy when followed)."""
-    expires = str(int(now) + TTL)
-    mac = _mac(key, registry, target, expires).decode()
-    query = urllib.parse.urlencode(
-        {"u": target, "r": registry, "e": expires, "s": mac}, errors="surrogateescape"
-    )
-    return f"{REDIRECT_PATH}?{query}"
-
-
-def verify(query: str, key: bytes, now: float) -> tuple[str, str]:
-    """(target, registry) of a signed redirect query. Raises ValueError if forged or expired."""
-    q = dict(urllib.parse.parse_qsl(query, errors="surrogateescape"))
-    target, registry, expires = q.get("u", ""), q.get("r", ""), q.get("e", "")
-    mac = q.get("s", "")
-    if not (target and registry and expires.isascii() and expires.isdigit() and mac):
-        raise ValueError("incomplete redirect")
-    # The MAC covers `e` as written: `e=01600` is not the `e=1600` that was signed.
-    given = mac.encode("utf-8", "surrogateescape")
-    if not hmac.compare_digest(given, _mac(key, registry, target, expires)):
-        raise ValueError("bad redirect signature")
-    if int(expires) < now:
-        raise ValueError("redirect expired")
-    return target, registry
 
 
 def rewrite_location(
@@ -68,7 +30,7 @@ def rewrite_location(
     upstream: str,
     to_client: Callable[[str], str],
     mirror: str,
-    registry: str,
+    origin: Origin,
     key: bytes | None,
     now: float,
 ) -> str:
@@ -76,9 +38,9 @@ def rewrite_location(
 
     Relative locations are resolved against the request. API paths on the upstream itself
     become the mirror's (`to_client` maps an upstream `/v2/...` path to the client's URL);
-    others become signed mirror URLs, or stay (absolute) when `key` is None (redirects
-    passed through to the client). A Location that is no URL (`http://[x`) leads nowhere
-    and stays as it is.
+    others become signed mirror URLs carrying `origin` (the request redirected), or stay
+    (absolute) when `key` is None (redirects passed through to the client). A Location
+    that is no URL (`http://[x`) leads nowhere and stays as it is.
     """
     try:
         target = urllib.parse.urljoin(request_url, location)
@@ -91,7 +53,7 @@ def rewrite_location(
     # The mirror fetches the target, and mitmproxy sends only ASCII URLs: the rest (non-ASCII,
     # spaces, bytes that are not UTF-8) is percent-encoded, as browsers do.
     quoted = urllib.parse.quote(target, _URL_CHARS, errors="surrogateescape")
-    return mirror + sign(quoted, registry, key, now)
+    return mirror + sign(origin._replace(target=quoted), key, now)
 
 
 def rewrite_link(
@@ -117,12 +79,12 @@ def rewrite_link(
     return _LINK_RE.sub(repl, link)
 
 
-def client_url(i: FlowInfo) -> Callable[[str], str]:
+def client_url(r: Route) -> Callable[[str], str]:
     """Upstream `/v2/...` path -> the mirror URL in the style the client used."""
 
     def to_client(path: str) -> str:
-        style, key = i.get("style", HOST), i.get("registry", "")
-        return i["mirror"] + client_path(style, i.get("prefix", ""), key, path)
+        style, key = r.get("style", HOST), r.get("registry", "")
+        return r["mirror"] + client_path(style, r.get("prefix", ""), key, path)
 
     return to_client
 
@@ -130,7 +92,7 @@ def client_url(i: FlowInfo) -> Callable[[str], str]:
 class Redirects:
     def __init__(self, router: Router) -> None:
         self.router = router
-        self.key = os.urandom(32)
+        self.signer = router.signer  # the router verifies what is signed here
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -162,47 +124,40 @@ class Redirects:
                 raise exceptions.OptionsError(
                     "regmirror_redirect_secret must be at least 16 characters"
                 )
-            self.key = secret.encode() if secret else os.urandom(32)
+            self.signer.key = secret.encode() if secret else os.urandom(32)
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
-        i = info(flow)
-        if flow.response or not i or i.get("op") != REDIRECT:
+        r = route(flow)
+        if flow.response or flow.error or not r or r.get("via") != REDIRECT:
+            return
+        target = r["target"]
+        if await redirect_refused(flow, target, self.router.registry(flow)):
             return
         req = flow.request
-        if req.method not in ("GET", "HEAD"):
-            return answer(flow, refusal(flow, 405, errors.UNSUPPORTED, "GET or HEAD only"))
-        try:
-            target, name = verify(req.path.partition("?")[2], self.key, time.time())
-            registry = self.router.registry(flow, name)
-        except (ValueError, KeyError) as e:
-            message = f"no registry {e}" if isinstance(e, KeyError) else str(e)
-            return answer(flow, refusal(flow, 403, errors.DENIED, message))
-        if await redirect_refused(flow, target, registry):
-            return
         for h in ("Authorization", "Cookie", "Proxy-Authorization"):
             req.headers.pop(h, None)
         req.url = target
         req.host_header = urllib.parse.urlsplit(target).netloc
-        i["target"] = req.host_header
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        i = info(flow)
+        r = route(flow)
         resp = flow.response
-        if not resp or not i or "upstream" not in i:
+        if not resp or not r or "upstream" not in r or r.get("via"):
             return
-        to_client = client_url(i)
+        to_client = client_url(r)
         if 300 <= resp.status_code < 400 and "Location" in resp.headers:
-            key = self.key if ctx.options.regmirror_redirects == "proxy" else None
+            key = self.signer.key if ctx.options.regmirror_redirects == "proxy" else None
+            origin = Origin("", r["registry"], r["op"], r.get("name", ""), r.get("reference", ""))
             resp.headers["Location"] = rewrite_location(
                 resp.headers["Location"],
                 flow.request.url,
-                i["upstream"],
+                r["upstream"],
                 to_client,
-                i["mirror"],
-                i["registry"],
+                r["mirror"],
+                origin,
                 key,
                 time.time(),
             )
         if "Link" in resp.headers:
             link = resp.headers["Link"]
-            resp.headers["Link"] = rewrite_link(link, flow.request.url, i["upstream"], to_client)
+            resp.headers["Link"] = rewrite_link(link, flow.request.url, r["upstream"], to_client)

@@ -18,13 +18,12 @@ import logging
 
 from mitmproxy import ctx, exceptions, http
 
-from ..flowinfo import REDIRECT, info
+from ..record import REDIRECT, route
 from ..routing import names
 from .patches import MITMPROXY_READ_SIZE, tune_malloc
 
 logger = logging.getLogger(__name__)
 
-STREAMED_OPS = (names.BLOB, REDIRECT)
 DEFAULT_READ_SIZE = 512 << 10
 MAX_READ_SIZE = 16 << 20
 
@@ -54,14 +53,11 @@ class Streaming:
             logger.debug("regmirror: malloc thresholds left as they are")
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        i = info(flow)
+        r = route(flow)
         resp = flow.response
-        if (
-            not resp
-            or not i
-            or i.get("op") not in STREAMED_OPS
-            or not 200 <= resp.status_code < 300
-        ):
+        if not resp or not r or not 200 <= resp.status_code < 300:
+            return
+        if r.get("op") != names.BLOB and r.get("via") != REDIRECT:
             return
         # Any other large body is streamed by stream_large_bodies (see upstream.py).
         resp.stream = True

@@ -9,7 +9,7 @@ import time
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import server_hooks
 
-from ..flowinfo import KEY
+from ..record import outcome, route
 from . import error_pages
 from .patches import close_server_connection
 
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 REQUIRED = {"keep_host_header": True, "connection_strategy": "lazy"}
 DEFAULT_STREAM_LARGE_BODIES = "1m"
 REACHABLE_TTL = 60.0  # seconds an upstream address counts as reachable after a connect
-TIMEOUT_KEY = "regmirror.timeout"  # flow.metadata: why the mirror gave up on the upstream
+
 
 class UpstreamConnections:
     def __init__(self) -> None:
@@ -81,7 +81,7 @@ class UpstreamConnections:
 
     def request(self, flow: http.HTTPFlow) -> None:
         timeout = ctx.options.regmirror_response_timeout
-        if flow.response or flow.error or not flow.live or not timeout or KEY not in flow.metadata:
+        if flow.response or flow.error or not flow.live or not timeout or route(flow) is None:
             return
         self.waiting[flow.id] = asyncio.get_running_loop().call_later(timeout, self._expire, flow)
 
@@ -91,9 +91,10 @@ class UpstreamConnections:
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.responseheaders(flow)
-        if TIMEOUT_KEY in flow.metadata and flow.error and not flow.response:
-            flow.error.msg = flow.metadata[TIMEOUT_KEY]
-            error_pages.say_next(flow.metadata[TIMEOUT_KEY])
+        timed_out = outcome(flow).get("timeout") if route(flow) else None
+        if timed_out and flow.error and not flow.response:
+            flow.error.msg = timed_out
+            error_pages.say_next(timed_out)
 
     def _expire(self, flow: http.HTTPFlow) -> None:
         """No response headers in time: close the upstream connection. mitmproxy then fails
@@ -102,12 +103,12 @@ class UpstreamConnections:
         if flow.response or flow.error or not flow.live:
             return
         timeout = ctx.options.regmirror_response_timeout
-        flow.metadata[TIMEOUT_KEY] = (
+        outcome(flow)["timeout"] = (
             f"upstream {flow.request.host}:{flow.request.port} timed out: "
             f"no response within {timeout:g} s"
         )
         if not close_server_connection(flow):
-            del flow.metadata[TIMEOUT_KEY]
+            del outcome(flow)["timeout"]
 
 
 def _is_ip(host: str) -> bool:

@@ -4,7 +4,7 @@ from typing import Any
 
 from mitmproxy import contentviews, http
 
-from ...flowinfo import answered_op
+from ...record import answered_op
 from ...routing import names
 from .render import Line, blank, heading, pairs, parse_json_object
 

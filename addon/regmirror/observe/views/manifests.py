@@ -8,7 +8,7 @@ from typing import Any
 
 from mitmproxy import contentviews, http
 
-from ..oplog import human_size
+from ..describe import human_size
 from .render import Line, blank, heading, pairs, parse_json_object, table, value
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"

@@ -13,7 +13,7 @@ from typing import Any
 
 from mitmproxy import contentviews, http
 
-from ...flowinfo import answered_op
+from ...record import answered_op
 from ...routing import names
 from ..redact import REDACTED, fingerprint
 from .render import Line, blank, heading, local_time, pairs, parse_json_object, table, value
