@@ -5,6 +5,7 @@ The local registry stands in for Docker Hub (the internet is not reachable here)
 mirror's config points `docker.io` at it, exactly as it would point at registry-1.docker.io.
 """
 
+import hashlib
 import json
 import socket
 import ssl
@@ -22,6 +23,10 @@ from tests.support.registry import Registry
 pytestmark = pytest.mark.e2e
 
 D0 = "sha256:" + "0" * 64
+
+
+def sha256_digest(content: bytes) -> str:
+    return "sha256:" + hashlib.sha256(content).hexdigest()
 
 
 def hub_mirror(mirror_factory, tmp_path: Path, upstream_url: str, config: str = "", **options):
@@ -103,7 +108,7 @@ def test_http_contract(mirror, registry, images):
         assert head.content == b""
         get = c.get(f"/v2/testimg/manifests/{digest}", headers=auth | accept)
         assert get.headers["Content-Type"] == images["library/testimg"].media_type
-        assert "sha256:" + __import__("hashlib").sha256(get.content).hexdigest() == digest
+        assert sha256_digest(get.content) == digest
         tags = c.get("/v2/org/app/tags/list?n=1", headers=auth)
         assert tags.json() == {"name": "org/app", "tags": ["1"]}
         # the mirror refuses on its own, in the registry's error format
@@ -144,6 +149,15 @@ def test_token_post_form_through_mirror(mirror, clean_records):
     assert rec.scopes == ["repository:private/secret:pull"]
 
 
+def unfollowed_blob_get(mirror, digest: str) -> tuple[httpx.Response, dict[str, str]]:
+    """A client's GET of a blob of testimg through the mirror, its redirect not followed;
+    and the client's Authorization (a token fetched through the mirror)."""
+    with httpx.Client(base_url=mirror.url, timeout=30, follow_redirects=False) as c:
+        token = c.get("/v2/auth", params={"scope": "repository:testimg:pull"}).json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        return c.get(f"/v2/testimg/blobs/{digest}", headers=auth), auth
+
+
 def test_redirected_blobs_never_carry_the_clients_token(
     mirror_factory, tmp_path, upstream_factory, skopeo, images
 ):
@@ -160,13 +174,19 @@ def test_redirected_blobs_never_carry_the_clients_token(
     assert not any(s.had_authorization for s in blobs)
     assert all(s.status == 200 for s in blobs)
     assert " via 127.0.0.1:" in mirror.log_text()  # pull blob docker.io/... via the CDN
-    # HEAD stays HEAD through the signed redirect
-    with httpx.Client(base_url=mirror.url, timeout=30) as c:
-        token = c.get("/v2/auth", params={"scope": "repository:testimg:pull"}).json()["token"]
-        r = c.head(f"/v2/testimg/blobs/{layers[0]}", headers={"Authorization": f"Bearer {token}"})
+    # the client is sent to the mirror itself, which fetches the blob for it
+    r, auth = unfollowed_blob_get(mirror, layers[0])
+    assert r.status_code == 307
+    assert r.headers["Location"].startswith(f"{mirror.url}/_regmirror/redirect?")
+    with httpx.Client(base_url=mirror.url, timeout=30, follow_redirects=False) as c:
+        got = c.get(r.headers["Location"], headers=auth)
+        assert got.status_code == 200
+        assert sha256_digest(got.content) == layers[0]
+        # HEAD stays HEAD through the signed redirect
+        r = c.head(f"/v2/testimg/blobs/{layers[0]}", headers=auth)
         assert r.status_code == 307
         assert r.headers["Location"].startswith(f"{mirror.url}/_regmirror/redirect?")
-        r2 = c.head(r.headers["Location"], headers={"Authorization": f"Bearer {token}"})
+        r2 = c.head(r.headers["Location"], headers=auth)
         assert r2.status_code == 200
         assert int(r2.headers["Content-Length"]) == images["library/testimg"].single.layers[0].size
         # the blob server records a request after answering it: give it a moment
@@ -181,8 +201,18 @@ def test_redirects_passed_through(mirror_factory, tmp_path, upstream_factory, sk
     up = upstream_factory(repos=["library/testimg"], redirect=True)
     mirror = hub_mirror(mirror_factory, tmp_path, up.url, regmirror_redirects="pass")
     skopeo.copy(f"{mirror.host}/testimg:1", f"dir:{tmp_path / 'out'}")
-    assert "follow redirect" not in mirror.log_text()
-    assert up.redirector.blob_requests.all()  # the client went to the blob server itself
+    layers = [layer.digest for layer in images["library/testimg"].single.layers]
+    for digest in layers:
+        assert (tmp_path / "out" / digest.split(":")[1]).is_file()
+    # the client went to the blob server itself
+    blobs = up.redirector.blob_requests.all()
+    assert {s.path.rsplit("/", 1)[1] for s in blobs} >= set(layers)
+    r, _ = unfollowed_blob_get(mirror, layers[0])
+    assert r.status_code == 307
+    assert r.headers["Location"].startswith(f"{up.redirector.blob_url}/blobs/{layers[0]}?sig=")
+    got = httpx.get(r.headers["Location"], timeout=30)  # as clients follow: no Authorization
+    assert got.status_code == 200
+    assert sha256_digest(got.content) == layers[0]
 
 
 def test_docker_pull_through_registry_mirrors(mirror, dockerd_factory, images):

@@ -5,7 +5,6 @@ token-auth one is "docker.io", the plain one is a lab registry "lab.test" and "g
 
 import os
 import subprocess
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from tests.support.clients import CommandError, write_hosts_toml
 from tests.support.images import push, push_all
 from tests.support.mirror import mitmdump_path
+from tests.support.procs import wait_until
 from tests.support.registry import start_plain_registry
 
 pytestmark = pytest.mark.e2e
@@ -135,6 +135,17 @@ def test_podman_registries_conf_with_path_prefix(mirror, podman_factory, images)
     assert "manifest docker.io/library/testimg:1 [path] -> 200" in mirror.log_text()
 
 
+def wait_for_log(mirror, text: str) -> None:
+    """Until the mirror logs `text` (it polls its config file every 2 s); fails if it dies."""
+    wait_until(
+        lambda: text in mirror.log_text(),
+        10,
+        f"the mirror logging {text!r}",
+        alive=mirror.proc.running,
+        describe=mirror.proc.describe,
+    )
+
+
 def test_allow_and_deny(mirror_factory, tmp_path, registry, plain_registry, skopeo, images):
     cfg_extra = 'allow = ["library/*"]\ndeny = ["library/multi"]\n'
     mirror = start(mirror_factory, tmp_path, registry, plain_registry)
@@ -143,10 +154,7 @@ def test_allow_and_deny(mirror_factory, tmp_path, registry, plain_registry, skop
         f'[registries."docker.io"]\nurl = "{registry.url}"\n{cfg_extra}',
     )
     mirror.config.write_text(text)
-    deadline = time.time() + 10
-    while "configuration reloaded" not in mirror.log_text() and time.time() < deadline:
-        time.sleep(0.2)
-    assert "configuration reloaded" in mirror.log_text()
+    wait_for_log(mirror, "configuration reloaded")
     h = mirror.host
     assert skopeo.inspect(f"{h}/testimg:1")["Digest"] == images["library/testimg"].digest
     # refused at the token request already: no scope asked for is served
@@ -244,10 +252,7 @@ def test_invalid_config_stops_startup(tmp_path, registry):
 
 def test_reload_keeps_the_old_config_on_errors(mirror, skopeo, images):
     mirror.config.write_text("[mirror\n")
-    deadline = time.time() + 10
-    while "keeping the previous configuration" not in mirror.log_text() and time.time() < deadline:
-        time.sleep(0.2)
-    assert "keeping the previous configuration" in mirror.log_text()
+    wait_for_log(mirror, "keeping the previous configuration")
     assert skopeo.inspect(f"{mirror.host}/lab.test/org/app:1")["Digest"] == images["org/app"].digest
 
 

@@ -21,15 +21,6 @@ def table(fallback: Registry | None = None, **mirror):
     return Table(config, fallback=fallback)
 
 
-def test_catalogue():
-    assert set(CATALOG) == {
-        "docker.io", "quay.io", "gcr.io", "k8s.gcr.io", "registry.k8s.io", "ghcr.io",
-        "public.ecr.aws", "docker.cloudsmith.io", "mcr.microsoft.com", "nvcr.io",
-    }  # fmt: skip
-    assert [k for k, r in CATALOG.items() if r.dockerhub] == ["docker.io"]
-    assert CATALOG["docker.io"].upstream.base == "https://registry-1.docker.io"
-
-
 def test_path_prefix():
     t = table()
     r = t.resolve("mirror:5000", "ghcr.io/org/app")
