@@ -1,4 +1,10 @@
-"""The mirror's addons, in hook order."""
+"""The mirror's addons, in hook order. Every hook is guarded: one that raises answers its
+flow with a 500 and nothing goes upstream (guard.py).
+
+mitmproxy calls each hook on the addons in this order, so an addon sees what the ones
+before it decided. ORDER names the pairs whose order matters and why; tests/test_addons.py
+swaps each pair and shows what breaks.
+"""
 
 from .auth.client_auth import ClientAuth
 from .auth.token_proxy import TokenAuth
@@ -17,11 +23,21 @@ from .transport.refuse_tls import RefuseTls
 from .transport.streaming import Streaming
 from .transport.upstream import UpstreamConnections
 
+ORDER = (
+    (StatusEndpoints, Router,
+     "the status endpoints answer before routing; the router refuses /_regmirror/* paths"),
+    (Router, ClientAuth,
+     "client auth reads the route; without one it lets a request pass unchecked"),
+    (ClientAuth, TokenAuth,
+     "client auth removes the client's mirror credentials before the token proxy looks for "
+     "the client's own upstream credentials; else the route's are never added"),
+    (TokenAuth, Metrics,
+     "metrics counts a flow as sent upstream when its request hook finds no answer; the "
+     "token proxy answers malformed OAuth2 forms in that hook"),
+)  # fmt: skip
+
 
 def mirror_addons() -> list[object]:
-    # Router first: it classifies every flow for the others. The status endpoints answer
-    # before it; annotations, redaction and metrics come last, to see what clients get.
-    # Every hook is guarded: one that raises answers its flow with a 500 (fail closed).
     router = Router()
     metrics = Metrics()
     client_auth = ClientAuth(router)

@@ -1,0 +1,120 @@
+"""The order of mirror_addons(): each pair in ORDER, swapped, breaks what the test of that
+pair shows; in the mirror's order it works."""
+
+import base64
+
+import pytest
+from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.proxy.layers.http import (
+    HttpRequestHeadersHook,
+    HttpRequestHook,
+    HttpResponseHeadersHook,
+)
+from mitmproxy.test import taddons
+from regmirror.addons import ORDER, mirror_addons
+from regmirror.auth.challenges import mirror_challenge
+from regmirror.auth.client_auth import ClientAuth
+from regmirror.auth.token_proxy import TokenAuth
+from regmirror.observe.metrics import Metrics
+from regmirror.observe.status import StatusEndpoints
+from regmirror.observe.views import Views
+from regmirror.routing.router import Router
+
+from tests.flowutil import reverse_flow
+
+TOKEN = "s" * 20
+CONFIG = f"""
+[registries."docker.io"]
+username = "mirror-bot"
+password = "pw"
+[auth]
+tokens = ["{TOKEN}"]
+"""
+HUB_CHALLENGE = 'Bearer realm="https://auth.docker.io/token",service="registry.docker.io"'
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def of(addons, kind):
+    return next(a for a in addons if isinstance(a, kind))
+
+
+def swapped(addons, first, second):
+    i, j = addons.index(of(addons, first)), addons.index(of(addons, second))
+    addons[i], addons[j] = addons[j], addons[i]
+    return addons
+
+
+async def status_before_router(tctx, addons) -> bool:
+    f = reverse_flow("GET", "/_regmirror/healthz")
+    await tctx.master.addons.trigger_event(HttpRequestHeadersHook(f))
+    return f.response is not None and f.response.status_code == 200
+
+
+async def router_before_client_auth(tctx, addons) -> bool:
+    f = reverse_flow("GET", "/v2/library/x/manifests/1")
+    await tctx.master.addons.trigger_event(HttpRequestHeadersHook(f))
+    return f.response is not None and f.response.status_code == 401
+
+
+async def client_auth_before_token_auth(tctx, addons) -> bool:
+    proxy = of(addons, TokenAuth)
+    proxy.challenges["https://registry-1.docker.io"] = mirror_challenge(HUB_CHALLENGE, "x")[0]
+    f = reverse_flow(
+        "GET", "/v2/auth?scope=repository:library/x:pull",
+        headers={"Authorization": basic("ci", TOKEN)},
+    )  # fmt: skip
+    await tctx.master.addons.trigger_event(HttpRequestHeadersHook(f))
+    return f.response is None and f.request.headers.get("Authorization") == basic(
+        "mirror-bot", "pw"
+    )
+
+
+async def token_auth_before_metrics(tctx, addons) -> bool:
+    proxy = of(addons, TokenAuth)
+    proxy.challenges["https://registry-1.docker.io"] = mirror_challenge(HUB_CHALLENGE, "x")[0]
+    form = b"grant_type=password&scope=%FF"
+    f = reverse_flow(
+        "POST", "/v2/auth", content=form,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    tctx.options.update(regmirror_config="")  # no client auth: the OAuth2 form is served
+    for hook in (HttpRequestHeadersHook, HttpRequestHook):
+        await tctx.master.addons.trigger_event(hook(f))
+    await tctx.master.addons.trigger_event(HttpResponseHeadersHook(f))
+    return f.response.status_code == 400 and f not in of(addons, Metrics).sent_upstream
+
+
+SCENARIOS = {
+    (StatusEndpoints, Router): status_before_router,
+    (Router, ClientAuth): router_before_client_auth,
+    (ClientAuth, TokenAuth): client_auth_before_token_auth,
+    (TokenAuth, Metrics): token_auth_before_metrics,
+}
+
+
+def test_the_mirrors_order_keeps_every_pair():
+    addons = mirror_addons()
+    kinds = [type(a) for a in addons]
+    for first, second, why in ORDER:
+        assert kinds.index(first) < kinds.index(second), why
+    assert set(SCENARIOS) == {(first, second) for first, second, _ in ORDER}
+
+
+@pytest.mark.parametrize("pair", list(SCENARIOS), ids=lambda p: f"{p[0].__name__}<{p[1].__name__}")
+@pytest.mark.parametrize("swap", [False, True], ids=["in order", "swapped"])
+async def test_each_pair_matters(pair, swap, tmp_path):
+    config = tmp_path / "mirror.toml"
+    config.write_text(CONFIG)
+    addons = mirror_addons()
+    if swap:
+        swapped(addons, *pair)
+    try:
+        with taddons.context(Proxyserver(), *addons) as tctx:
+            tctx.options.update(regmirror_config=str(config))
+            works = await SCENARIOS[pair](tctx, addons)
+    finally:
+        of(addons, Views).done()  # the content views are global
+    assert works is not swap
