@@ -41,7 +41,10 @@ class Stack:
             started.append(upstream)
             config = work / "mirror.toml"
             config.write_text(f'[registries."docker.io"]\nurl = "{upstream.url}"\n')
-            options = {"regmirror_config": str(config), **(mirror_options or {})}
+            # The pass-through path, as before the cache: a cached blob is another path, with
+            # figures of its own (issue 10).
+            options = {"regmirror_config": str(config), "regmirror_cache": "",
+                       **(mirror_options or {})}  # fmt: skip
             mirror = Mirror(work / "mirror", upstream.url, options).start()
             started.append(mirror)
             peer = start_proxy_registry(work / "peer-1", upstream.url)

@@ -15,12 +15,14 @@ from regmirror.addons import ORDER, mirror_addons
 from regmirror.auth.challenges import mirror_challenge
 from regmirror.auth.client_auth import ClientAuth
 from regmirror.auth.token_proxy import TokenAuth
+from regmirror.cache.addon import Cache
 from regmirror.observe.metrics import Metrics
 from regmirror.observe.status import StatusEndpoints
 from regmirror.observe.views import Views
 from regmirror.routing.router import Router
+from regmirror.transport.streaming import Streaming
 
-from tests.flowutil import reverse_flow
+from tests.flowutil import respond, reverse_flow
 
 TOKEN = "s" * 20
 CONFIG = f"""
@@ -87,11 +89,21 @@ async def token_auth_before_metrics(tctx, addons) -> bool:
     return f.response.status_code == 400 and f not in of(addons, Metrics).sent_upstream
 
 
+async def streaming_before_cache(tctx, addons) -> bool:
+    tctx.options.update(regmirror_config="")
+    f = reverse_flow("GET", "/v2/library/x/blobs/sha256:" + "a" * 64)
+    await tctx.master.addons.trigger_event(HttpRequestHeadersHook(f))
+    respond(f, 200, {"Content-Type": "application/octet-stream"}, b"x" * 10)
+    await tctx.master.addons.trigger_event(HttpResponseHeadersHook(f))
+    return callable(f.response.stream)  # the cache's verifying tee, not a plain True
+
+
 SCENARIOS = {
     (StatusEndpoints, Router): status_before_router,
     (Router, ClientAuth): router_before_client_auth,
     (ClientAuth, TokenAuth): client_auth_before_token_auth,
     (TokenAuth, Metrics): token_auth_before_metrics,
+    (Streaming, Cache): streaming_before_cache,
 }
 
 
@@ -113,7 +125,7 @@ async def test_each_pair_matters(pair, swap, tmp_path):
         swapped(addons, *pair)
     try:
         with taddons.context(Proxyserver(), *addons) as tctx:
-            tctx.options.update(regmirror_config=str(config))
+            tctx.options.update(regmirror_config=str(config), regmirror_cache=str(tmp_path / "c"))
             works = await SCENARIOS[pair](tctx, addons)
     finally:
         of(addons, Views).done()  # the content views are global

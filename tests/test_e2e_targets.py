@@ -11,6 +11,7 @@ address (127.0.0.2 beside a registry on 127.0.0.1), a name that resolves inside
 127.0.0.1, which is the same machine but not the same host)."""
 
 import base64
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from tests.support.malicious import SECRET, TOKEN, InternalServer, MaliciousRegi
 
 pytestmark = pytest.mark.e2e
 
-BLOB = "/v2/org/app/blobs/sha256:" + "ab" * 32
+# the internal server's body is the blob: the mirror verifies what it fetches by digest
+BLOB = "/v2/org/app/blobs/sha256:" + hashlib.sha256(SECRET).hexdigest()
 ROUTE_CREDENTIALS = "Basic " + base64.b64encode(b"mirror-bot:route-password").decode()
 
 # (where the registry listens and the host its URL names, where the internal server listens

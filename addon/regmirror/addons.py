@@ -8,6 +8,7 @@ swaps each pair and shows what breaks.
 
 from .auth.client_auth import ClientAuth
 from .auth.token_proxy import TokenAuth
+from .cache.addon import Cache
 from .guard import guarded
 from .observe.annotations import Annotations
 from .observe.metrics import Metrics
@@ -31,6 +32,9 @@ ORDER = (
     (ClientAuth, TokenAuth,
      "client auth removes the client's mirror credentials before the token proxy looks for "
      "the client's own upstream credentials; else the route's are never added"),
+    (Streaming, Cache,
+     "the cache sets a blob's stream to its verifying tee; streaming would put it back to "
+     "a plain pass-through"),
     (TokenAuth, Metrics,
      "metrics counts a flow as sent upstream when its request hook finds no answer; the "
      "token proxy answers malformed OAuth2 forms in that hook"),
@@ -41,6 +45,7 @@ def mirror_addons() -> list[object]:
     router = Router()
     metrics = Metrics()
     client_auth = ClientAuth(router)
+    tokens = TokenAuth(router)
     return guarded(
         [
             Patches(),
@@ -50,9 +55,10 @@ def mirror_addons() -> list[object]:
             StatusEndpoints(metrics.registry, client_auth.admits),
             router,
             client_auth,
-            TokenAuth(router),
+            tokens,
             Redirects(router),
             Streaming(),
+            Cache(tokens, metrics.registry),
             OpLog(),
             Views(),
             Annotations(),

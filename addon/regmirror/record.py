@@ -11,7 +11,8 @@ URL. Route fields (everyone reads them):
 - registry, upstream: the registry's key (`docker.io`) and its base URL;
 - style, prefix: how the client addressed the registry: host, path (with this prefix), ns;
 - name, reference: the repository as the upstream knows it, and the tag or digest;
-- via, target: "redirect" and its URL, for content fetched where the upstream redirected it.
+- via, target: "redirect" and its URL, for content fetched where the upstream redirected it;
+- provenance: of a followed redirect, how the request it came from was authorized.
 
 Outcome fields, each with one writer:
 - answered_by (answers.answer): who answered instead of the upstream: router, client
@@ -21,7 +22,9 @@ Outcome fields, each with one writer:
 - realm (auth.token_proxy): the host a token request went to;
 - bad_upstream (answers.bad_upstream): why the upstream's answer became a 502;
 - timeout (transport.upstream): why the mirror gave up waiting for the upstream's answer;
-- fault (guard): the hook that raised; the flow was answered 500.
+- fault (guard): the hook that raised; the flow was answered 500;
+- provenance (cache): how the request is authorized upstream: anonymous, route or client;
+- cache (cache): hit, miss, or "fill failed: REASON".
 """
 
 from typing import TypedDict
@@ -46,6 +49,7 @@ class Route(TypedDict, total=False):
     reference: str
     via: str
     target: str
+    provenance: str
 
 
 class Outcome(TypedDict, total=False):
@@ -56,6 +60,8 @@ class Outcome(TypedDict, total=False):
     bad_upstream: str
     timeout: str
     fault: str
+    provenance: str
+    cache: str
 
 
 class Record(TypedDict, total=False):

@@ -65,7 +65,8 @@ class Mirror(Service):
         self.port = port or free_port()
         self.name = name
         self.confdir = base_dir / "confdir"
-        self.options = dict(options or {})
+        # Every mirror has a cache of its own, unless the test says otherwise.
+        self.options = {"regmirror_cache": str(base_dir / "cache"), **(options or {})}
         self.extra_args = list(extra_args)
         self.proc: Proc | None = None
 

@@ -11,6 +11,7 @@ token_cache.py).
 import base64
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable
 
 from mitmproxy import ctx, http
@@ -25,8 +26,9 @@ from ..routing.table import realm_url, strip_prefix
 from ..transport.outbound import RealmPins
 from .challenge import Challenge
 from .challenges import NO_TOKEN_AUTH, mirror_challenge, ping_answer
+from .provenance import ANONYMOUS, CLIENT, ROUTE, Provenances
 from .realm_probe import ProbeFailed, RealmProbe
-from .token_answers import mirror_token, strip_refresh_token
+from .token_answers import mirror_token, parse_token_answer, strip_refresh_token
 from .token_cache import TokenCache
 from .token_request import (
     InvalidTokenRequest,
@@ -62,6 +64,11 @@ class TokenAuth:
         self.tokens = TokenCache()
         self.realms = RealmPins()
         self.probe = RealmProbe()
+        # how the tokens handed out were obtained, for the cache (auth/provenance.py)
+        self.provenances = Provenances()
+        self._obtained: weakref.WeakKeyDictionary[http.HTTPFlow, str] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def done(self) -> None:
         await self.probe.close()
@@ -80,6 +87,7 @@ class TokenAuth:
             return
         if challenge is NO_TOKEN_AUTH:
             if outcome(flow).get("client"):  # authenticated by the mirror: its own token
+                self._obtained[flow] = ANONYMOUS  # the upstream itself asks for none
                 return answer(flow, mirror_token(time.time()), BY)
             message = f"{registry.upstream.base} does not use token auth"
             return refuse(flow, BY, 404, errors.UNSUPPORTED, message)
@@ -98,10 +106,13 @@ class TokenAuth:
             req.url = url
             # The client's own credentials (docker login) win over the route's, which go
             # only with GET: the OAuth2 form carries the client's own.
+            self._obtained[flow] = CLIENT if "Authorization" in req.headers else ANONYMOUS
             if registry.credentials and "Authorization" not in req.headers:
                 req.headers["Authorization"] = basic_auth(*registry.credentials)
+                self._obtained[flow] = ROUTE
         else:
             req.url = realm
+            self._obtained[flow] = CLIENT
         req.host_header = urllib.parse.urlsplit(req.url).netloc
         outcome(flow)["realm"] = req.host_header
         anonymous = req.method == "GET" and "Authorization" not in req.headers
@@ -188,7 +199,18 @@ class TokenAuth:
         if r["op"] == names.TOKEN and "answered_by" not in outcome(flow):
             self._remember_token(flow)
             strip_refresh_token(resp)
+        if r["op"] == names.TOKEN and resp.status_code == 200:
+            self._remember_provenance(flow)
         replace_bad_upstream(flow)
+
+    def _remember_provenance(self, flow: http.HTTPFlow) -> None:
+        assert flow.response is not None
+        kind = self._obtained.get(flow)
+        if kind is None:  # shared from the token cache: an anonymous token
+            kind = ANONYMOUS if outcome(flow).get("answered_by") == "token cache" else CLIENT
+        if answer_ := parse_token_answer(flow.response.content or b""):
+            for token in answer_.tokens:
+                self.provenances.add(token, kind, answer_.lifetime, time.time())
 
     def _remember_token(self, flow: http.HTTPFlow) -> None:
         """Keep an anonymous token answer from the upstream's realm for other clients."""

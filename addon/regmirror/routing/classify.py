@@ -141,6 +141,8 @@ def _redirect(req: http.Request, base: str, table: Table, verify: Verifier) -> D
     )  # fmt: skip
     if origin.name:
         route["name"], route["reference"] = origin.name, origin.reference
+    if origin.provenance:
+        route["provenance"] = origin.provenance
     return Decision(route, registry, "")
 
 

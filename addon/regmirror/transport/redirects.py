@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from mitmproxy import ctx, exceptions, http
 
-from ..record import REDIRECT, Route, route
+from ..record import REDIRECT, Route, outcome, route
 from ..routing.router import Router
 from ..routing.table import HOST, client_path
 from .outbound import redirect_refused
@@ -147,7 +147,10 @@ class Redirects:
         to_client = client_url(r)
         if 300 <= resp.status_code < 400 and "Location" in resp.headers:
             key = self.signer.key if ctx.options.regmirror_redirects == "proxy" else None
-            origin = Origin("", r["registry"], r["op"], r.get("name", ""), r.get("reference", ""))
+            origin = Origin(
+                "", r["registry"], r["op"], r.get("name", ""), r.get("reference", ""),
+                outcome(flow).get("provenance", ""),
+            )  # fmt: skip
             resp.headers["Location"] = rewrite_location(
                 resp.headers["Location"],
                 flow.request.url,

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 REDIRECT_PATH = "/_regmirror/redirect"
 TTL = 600  # seconds a signed redirect stays valid; clients follow redirects at once
-_FIELDS = ("u", "r", "k", "n", "d")  # target, registry, op, name, reference
+_FIELDS = ("u", "r", "k", "n", "d", "p")  # target, registry, op, name, reference, provenance
 
 
 class Origin(NamedTuple):
@@ -23,6 +23,7 @@ class Origin(NamedTuple):
     op: str  # blob or manifest
     name: str
     reference: str
+    provenance: str = ""  # how the redirected request was authorized (auth/provenance.py)
 
 
 def _mac(key: bytes, origin: Origin, expires: str) -> bytes:

@@ -1,0 +1,62 @@
+"""The cache's files, served over HTTP on loopback: mitmproxy cannot send a response body
+from a file without reading it into memory, so a cache hit is routed to this small server,
+and mitmproxy streams its answer to the client like any upstream's. aiohttp's FileResponse
+sends the file with sendfile and answers Range (206), HEAD and conditional requests.
+
+Only 127.0.0.1, on a port of the kernel's choice, under a random path prefix per process,
+so no other local user can read the cache through it.
+"""
+
+import secrets
+
+from aiohttp import web
+
+from .store import Store, cacheable
+
+
+class FileServer:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.prefix = "/" + secrets.token_urlsafe(16)
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get(self.prefix + "/{digest}", self._serve)  # HEAD included
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    def url(self, digest: str, media_type: str) -> str:
+        return f"http://127.0.0.1:{self.port}{self.prefix}/{digest}?type={media_type}"
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        digest = request.match_info["digest"]
+        if not cacheable(digest) or not self.store.has(digest):
+            raise web.HTTPNotFound()
+        headers = {
+            "Content-Type": request.query.get("type") or "application/octet-stream",
+            "Docker-Content-Digest": digest,
+            "Docker-Distribution-Api-Version": "registry/2.0",
+        }
+        return _CachedFile(self.store, digest, headers)
+
+
+class _CachedFile(web.FileResponse):
+    """A cached file, marked as being read while aiohttp sends it, so that eviction leaves
+    it alone."""
+
+    def __init__(self, store: Store, digest: str, headers: dict[str, str]) -> None:
+        super().__init__(store.path(digest), headers=headers)
+        self._store, self._digest = store, digest
+
+    async def prepare(self, request: web.BaseRequest):  # type: ignore[override]
+        with self._store.reading(self._digest):
+            return await super().prepare(request)
