@@ -90,8 +90,11 @@ class Metrics:
         )
 
     def request(self, flow: http.HTTPFlow) -> None:
-        # The last addon: a flow still without a response now goes upstream.
+        # The last addon: a flow still without a response now goes upstream (or, for a
+        # cache hit, to the cache's file server, which is no upstream).
         if flow.response or flow.error or KEY not in flow.metadata:
+            return
+        if outcome(flow).get("cache") == "hit":
             return
         self.sent_upstream.add(flow)
 
