@@ -8,16 +8,18 @@ What is checked: blobs and manifests by digest are stored when their bytes match
 `<cache>/blobs/sha256/<first 2 hex>/<hex>`; a second pull through the same repository name
 never asks the upstream for them (manifests by tag, pings and tokens still go); hits carry
 the upstream's headers and honour Range; a digest asked for through another repository name,
-or content fetched with a client's own credentials, goes upstream, which decides; a
-corrupted blob is never stored and its transfer never ends as if whole; a cache directory
-that cannot be used stops the start-up.
+or content fetched with a client's own credentials (stored, yet not served to others), goes
+upstream, which decides; a corrupted blob is never stored and its transfer never ends as if
+whole; a cache directory or size that cannot be used stops the start-up.
 """
 
 import hashlib
 import json
 import re
+import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -29,7 +31,8 @@ from tests.support.clients import CommandError, Skopeo, write_hosts_toml
 from tests.support.corrupt import CorruptingFront
 from tests.support.images import BuiltImage, sha256_digest
 from tests.support.mirror import Mirror
-from tests.support.procs import StartupError, free_port, wait_until
+from tests.support.procs import free_port, wait_until
+from tests.support.rawhttp import exchange, parse_responses
 from tests.support.registry import AccessLogEntry, Registry
 from tests.support.tokenserver import ALICE_CREDS
 
@@ -37,6 +40,7 @@ pytestmark = pytest.mark.e2e
 
 BLOB = re.compile(r"/v2/(?P<name>.+)/blobs/(?P<digest>sha256:[0-9a-f]{64})")
 MANIFEST = re.compile(r"/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)")
+STARTUP_TIMEOUT = 15  # s; mitmdump starts and exits in about 1 s here
 OCI_ACCEPT = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
 
 
@@ -195,6 +199,16 @@ def mirror_token(client: httpx.Client, repo: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {r.json()['token']}"}
 
 
+def raw_head(port: int, path: str, headers: dict[str, str]) -> tuple[list[int], bytes]:
+    """The statuses of the answers to one HEAD on a kept-alive connection, and the bytes that
+    follow them on the wire (a HEAD answer has no body, so there must be none)."""
+    lines = [f"HEAD {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    answer = exchange(port, ("\r\n".join(lines) + "\r\n\r\n").encode(), head=True)
+    responses, rest = parse_responses(answer.data, head=True)
+    return [r.status for r in responses], rest
+
+
 # ------------------------------------------------------------------------------------------
 # a second pull never fetches content upstream
 # ------------------------------------------------------------------------------------------
@@ -288,6 +302,7 @@ def test_second_docker_pull_fetches_no_content_upstream(
     upstream = UpstreamLog(up.registry)
     image = images["library/testimg"]
     content = set(image.single.digests)  # docker HEADs the tag, then GETs by digest
+    blobs = set(image.single.digests[1:])
     docker = dockerd_factory(mirrors=[mirror.url])
 
     start = upstream.mark()
@@ -303,7 +318,8 @@ def test_second_docker_pull_fetches_no_content_upstream(
     assert f"testimg@{image.digest}" in docker.repo_digests("testimg:1")
     assert by_digest(second) == [], "the second pull fetched content by digest upstream"
     assert by_tag(second), "the count sees the second pull"
-    assert_logged(mirror, log_start, content, "cache hit")
+    # dockerd may keep the manifest after rmi; the config and layers it fetches again
+    assert_logged(mirror, log_start, blobs, "cache hit")
 
 
 # ------------------------------------------------------------------------------------------
@@ -351,6 +367,9 @@ def test_hits_answer_like_the_upstream_and_honour_range(
         tail = c.get(blob_path, headers=auth | {"Range": f"bytes={layer.size - 100}-"})
         m_get = c.get(manifest_path, headers=auth | accept)
         m_head = c.head(manifest_path, headers=auth | accept)
+        raw_heads = [
+            raw_head(mirror.port, path, auth | accept) for path in (blob_path, manifest_path)
+        ]
         assert upstream.between(start, upstream.mark()) == [], "a hit contacted the upstream"
 
         # another repository's name: the upstream decides (this digest is not in org/app)
@@ -366,7 +385,8 @@ def test_hits_answer_like_the_upstream_and_honour_range(
         assert int(r.headers["Content-Length"]) == layer.size
         assert r.headers["Docker-Content-Digest"] == layer.digest
         assert r.headers["Content-Type"] == direct_blob.headers["Content-Type"]
-    assert got.content == data and head.content == b""
+    assert got.content == data
+    assert raw_heads == [([200], b""), ([200], b"")]  # HEAD: nothing after the head
     assert part.status_code == 206
     assert part.headers["Content-Range"] == f"bytes 1048576-2097151/{layer.size}"
     assert int(part.headers["Content-Length"]) == 1048576
@@ -381,15 +401,13 @@ def test_hits_answer_like_the_upstream_and_honour_range(
         assert r.headers["Docker-Content-Digest"] == manifest.digest
         assert r.headers["Content-Type"] == direct_manifest.headers["Content-Type"]
     assert direct_manifest.headers["Content-Type"] == manifest.media_type
-    assert sha256_digest(m_get.content) == manifest.digest and m_head.content == b""
+    assert sha256_digest(m_get.content) == manifest.digest
     assert_logged(mirror, 0, [layer.digest, manifest.digest], "cache hit")
 
-    assert (other_blob.status_code, other_blob.json()["errors"][0]["code"]) == (
-        404, "BLOB_UNKNOWN"
-    )  # fmt: skip
-    assert (other_manifest.status_code, other_manifest.json()["errors"][0]["code"]) == (
-        404, "MANIFEST_UNKNOWN"
-    )  # fmt: skip
+    # refused by the upstream, not served from the cache under a name it was never fetched by
+    assert (other_blob.status_code, other_manifest.status_code) == (404, 404)
+    assert other_blob.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+    assert other_manifest.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
     assert [(e.method, path_of(e), e.status) for e in other] == [
         ("GET", f"/v2/org/app/blobs/{layer.digest}", 404),
         ("GET", f"/v2/org/app/manifests/{manifest.digest}", 404),
@@ -492,7 +510,7 @@ def test_content_fetched_with_a_clients_credentials_is_not_served_to_others(
     assert got == refused
     assert answers[-1][2].json()["errors"][0]["code"] == "BLOB_UNKNOWN"
     # each refusal is the upstream's: every request reached it, and it said no
-    assert [(e.method, path_of(e), e.status) for e in reached] == refused
+    assert Counter(refused) <= Counter((e.method, path_of(e), e.status) for e in reached)
 
 
 # ------------------------------------------------------------------------------------------
@@ -502,10 +520,13 @@ def test_content_fetched_with_a_clients_credentials_is_not_served_to_others(
 
 @pytest.mark.parametrize("case", ["unusable-directory", "bad-max-size"])
 def test_an_unusable_cache_option_stops_the_start(case, tmp_path):
+    """mitmdump logs the options error, then exits by itself with a non-zero status (after
+    opening its port: the harness's Mirror.start() would report "the addon script failed to
+    load" and stop it, so the command is run here to see it end on its own)."""
     (tmp_path / "file").write_text("a regular file, not a directory\n")
     if case == "unusable-directory":
         option, value = "regmirror_cache", str(tmp_path / "file" / "cache")
-        options = {"regmirror_cache": value}
+        options = {option: value}
     else:
         option, value = "regmirror_cache_max_size", "lots"
         options = {"regmirror_cache": str(tmp_path / "cache"), option: value}
@@ -513,12 +534,13 @@ def test_an_unusable_cache_option_stops_the_start(case, tmp_path):
     cfg = tmp_path / "mirror.toml"
     cfg.write_text(f'[registries."docker.io"]\nurl = "{upstream}"\n')
     mirror = Mirror(tmp_path / "mirror", upstream, {"regmirror_config": str(cfg), **options})
+    mirror.confdir.mkdir(parents=True)
     try:
-        with pytest.raises(StartupError, match="exited before it was ready"):
-            mirror.start()
-    finally:
-        mirror.stop()
-    assert mirror.proc is not None and mirror.proc.returncode not in (None, 0)
-    # the first log line is the command, which names both: only what mitmdump said counts
-    said = mirror.proc.log_text().split("\n", 1)[1]
+        done = subprocess.run(mirror.args, capture_output=True, text=True, timeout=STARTUP_TIMEOUT)
+    except subprocess.TimeoutExpired:  # run() has killed it
+        done = None
+    if done is None:
+        pytest.fail(f"mitmdump still running {STARTUP_TIMEOUT} s after start with {option}={value}")
+    said = done.stdout + done.stderr
+    assert done.returncode != 0, said
     assert [line for line in said.splitlines() if option in line and value in line], said
