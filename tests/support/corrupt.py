@@ -1,0 +1,116 @@
+"""A stand-in upstream front that flips one byte of a blob, to cause a real digest mismatch.
+
+`CorruptingFront(registry)` relays every request to a distribution registry unchanged (the
+redirector's relaying front, without its redirects). While `corrupt` holds a digest, the
+body of every 200 answer to a GET of that blob (`/v2/<name>/blobs/<digest>`, any name) is
+relayed with its middle byte inverted: same length, same headers, wrong content, as a bad
+disk or a broken CDN node would serve it. `corrupted` counts the bodies it spoiled.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import urllib.parse
+
+from .redirector import BLOB_PATH, _FrontHandler, _Server
+from .registry import Registry
+
+
+class CorruptingFront:
+    """start()/stop() or `with`; `url`/`host` are the front's, `corrupt` the digest to spoil
+    (None: relay faithfully)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.corrupt: str | None = None
+        self._lock = threading.Lock()
+        self._corrupted = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> CorruptingFront:
+        self._server = _Server(("127.0.0.1", 0), type("Front", (_Handler,), {"owner": self}))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="corrupting-front", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> CorruptingFront:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def host(self) -> str:
+        assert self._server is not None, "not started"
+        return f"127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def corrupted(self) -> int:
+        with self._lock:
+            return self._corrupted
+
+    def _spoiled(self) -> None:
+        with self._lock:
+            self._corrupted += 1
+
+
+class _FlippedBody:
+    """An upstream answer whose body byte at `offset` is inverted; the rest is delegated."""
+
+    def __init__(self, resp: http.client.HTTPResponse, offset: int) -> None:
+        self._resp = resp
+        self._offset = offset
+        self._pos = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._resp, name)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._flip(self._resp.read(n))
+
+    def read1(self, n: int = -1) -> bytes:
+        return self._flip(self._resp.read1(n))
+
+    def _flip(self, data: bytes) -> bytes:
+        start, self._pos = self._pos, self._pos + len(data)
+        if start <= self._offset < self._pos:
+            i = self._offset - start
+            data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
+        return data
+
+
+class _Handler(_FrontHandler):
+    owner: CorruptingFront  # type: ignore[assignment]
+    server_version = "test-corrupting-front/1"
+
+    def _handle(self) -> None:
+        self._forward()
+
+    def _relay(self, resp: http.client.HTTPResponse) -> None:
+        match = BLOB_PATH.match(urllib.parse.urlsplit(self.path).path)
+        length = int(resp.getheader("Content-Length") or 0)
+        if (
+            match
+            and self.command == "GET"
+            and resp.status == 200
+            and length > 0
+            and match["digest"] == self.owner.corrupt
+        ):
+            self.owner._spoiled()
+            resp = _FlippedBody(resp, length // 2)  # type: ignore[assignment]
+        super()._relay(resp)
