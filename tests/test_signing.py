@@ -8,7 +8,9 @@ from regmirror.transport.signing import TTL, Origin, Signer, sign, verify
 from tests.strategies import any_char, escaped_text, mitm_text, props, wild_text
 
 KEY = b"k" * 32
-CDN = "https://production.cloudflare.docker.com/registry-v2/blobs/sha256/ab/x/data?X-Amz-Signature=s"
+CDN = (
+    "https://production.cloudflare.docker.com/registry-v2/blobs/sha256/ab/x/data?X-Amz-Signature=s"
+)
 ORIGIN = Origin(CDN, "docker.io", "blob", "library/nginx", "sha256:" + "a" * 64)
 
 
@@ -127,5 +129,3 @@ def test_prop_verify_raises_only_value_error(query, key):
     except ValueError:
         return
     raise AssertionError(f"forged query verified: {target!r}")
-
-

@@ -112,7 +112,6 @@ _params = st.lists(
 )  # fmt: skip
 
 
-
 def _learned(realm: str) -> bool:
     """Whether the mirror takes `realm` from an upstream's challenge."""
     try:

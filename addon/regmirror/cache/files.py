@@ -8,6 +8,7 @@ so no other local user can read the cache through it.
 """
 
 import secrets
+import urllib.parse
 
 from aiohttp import web
 
@@ -35,7 +36,8 @@ class FileServer:
             await self._runner.cleanup()
 
     def url(self, digest: str, media_type: str) -> str:
-        return f"http://127.0.0.1:{self.port}{self.prefix}/{digest}?type={media_type}"
+        kind = urllib.parse.quote(media_type, safe="")  # `+json`: a `+` would read as a space
+        return f"http://127.0.0.1:{self.port}{self.prefix}/{digest}?type={kind}"
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         digest = request.match_info["digest"]
