@@ -1,5 +1,6 @@
 """The cache's hooks: hits routed to the file server, fills verified while streaming."""
 
+import asyncio
 import hashlib
 
 import pytest
@@ -29,21 +30,22 @@ def chain(tmp_path):
         yield router, tokens, cache, tctx
 
 
-def routed(router, cache, path=PATH, **headers):
+async def routed(router, cache, path=PATH, **headers):
     f = reverse_flow("GET", path, headers=headers or None)
     router.requestheaders(f)
-    cache.requestheaders(f)
+    await cache.requestheaders(f)
     return f
 
 
 async def fill(router, cache, body=BODY, **headers):
     """A miss answered by the upstream with `body`, streamed through the cache's tee."""
-    f = routed(router, cache, **headers)
+    f = await routed(router, cache, **headers)
     respond(f, 200, {"Content-Type": "application/octet-stream"}, b"")
     f.response.headers["Content-Length"] = str(len(body))
     cache.responseheaders(f)
     sent = f.response.stream(body[:10]) + f.response.stream(body[10:]) + f.response.stream(b"")
     await cache.response(f)
+    await asyncio.gather(*cache._commits)  # the durable part runs after the answer
     return f, sent
 
 
@@ -74,13 +76,13 @@ async def test_a_hit_goes_to_the_file_server_without_credentials(chain):
     cache.files = type(
         "Files", (), {"url": lambda self, d, t: f"http://127.0.0.1:9/p/{d}?type={t}"}
     )()
-    f = routed(router, cache, Authorization="Bearer t", Range="bytes=0-9", Cookie="c=1")
+    f = await routed(router, cache, Authorization="Bearer t", Range="bytes=0-9", Cookie="c=1")
     assert outcome(f)["cache"] == "hit"
     assert f.request.url == f"http://127.0.0.1:9/p/{DIGEST}?type=application/octet-stream"
     assert "Authorization" not in f.request.headers and "Cookie" not in f.request.headers
     assert f.request.headers["Range"] == "bytes=0-9"
     # through another repository's name the upstream decides
-    other = routed(router, cache, path=f"/v2/library/y/blobs/{DIGEST}")
+    other = await routed(router, cache, path=f"/v2/library/y/blobs/{DIGEST}")
     assert outcome(other)["cache"] == "miss" and other.request.host == "registry-1.docker.io"
 
 
@@ -89,7 +91,7 @@ async def test_content_fetched_with_a_clients_own_credentials_is_not_served_to_o
     f, _ = await fill(router, cache, Authorization="Bearer alices-own")
     assert outcome(f)["provenance"] == CLIENT
     cache.files = type("Files", (), {"url": lambda self, d, t: "http://127.0.0.1:9/x"})()
-    g = routed(router, cache)
+    g = await routed(router, cache)
     assert outcome(g)["cache"] == "miss" and g.request.host == "registry-1.docker.io"
 
 

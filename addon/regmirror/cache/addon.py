@@ -17,12 +17,13 @@ Tags, stale answers, offline pulls and single flight are not here yet (issue 10)
 import asyncio
 import logging
 import shutil
+import sqlite3
 import time
 import weakref
-from pathlib import Path
+from collections.abc import Callable
 
 from mitmproxy import ctx, exceptions, http
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from ..auth.token_proxy import TokenAuth
 from ..record import outcome, route
@@ -31,15 +32,20 @@ from ..transport.headers import content_length
 from . import decisions
 from .access import AccessBatcher
 from .errors import CacheError, FillFailed
+from .eviction import evict
 from .files import FileServer
 from .fill import Fill
-from .index import Index
+from .index import Index, Link
+from .integrity import Verified
+from .metrics import CacheMetrics
+from .opening import open_cache
+from .options import load_options
 from .store import Store, cacheable
 from .tee import Tee
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DIR = "~/.cache/regmirror"
+
 KINDS = {names.BLOB: "blob", names.MANIFEST: "manifest"}
 PASSED_HEADERS = (b"range", b"if-range", b"if-none-match", b"if-modified-since", b"accept")
 
@@ -53,39 +59,16 @@ class Cache:
         self.max_size = 0
         self.size = 0
         self.access = AccessBatcher()
+        self.verified = Verified()
         self._fills: weakref.WeakKeyDictionary[http.HTTPFlow, tuple[Fill, Tee]] = (
             weakref.WeakKeyDictionary()
         )
         self._evicting = False
-        r = registry
-        self.lookups = Counter("regmirror_cache_lookups", "Requests for content by digest the "
-                               "cache could serve, by result: hit or miss.",
-                               ["route", "operation", "result"], registry=r)  # fmt: skip
-        self.failures = Counter("regmirror_cache_fill_failures", "Fills not stored, by reason.",
-                                ["reason"], registry=r)  # fmt: skip
-        self.evictions = Counter("regmirror_cache_evictions", "Content evicted.", registry=r)
-        self.size_gauge = Gauge("regmirror_cache_size_bytes", "Bytes in the cache.", registry=r)
+        self._commits: set[asyncio.Task[None]] = set()
+        self.metrics = CacheMetrics(registry)
 
     def load(self, loader) -> None:
-        loader.add_option(
-            "regmirror_cache",
-            str,
-            DEFAULT_DIR,
-            """
-            Directory of the pull-through cache: blobs and manifests by digest, verified
-            before they are stored, and an SQLite index. Empty turns the cache off.
-            """,
-        )
-        loader.add_option(
-            "regmirror_cache_max_size",
-            str,
-            "",
-            """
-            Size limit of the cache: bytes, or a number with a k, m, g or t suffix in
-            powers of 1024 ("20g"). Above it the least recently used content is evicted,
-            down to 90 %. Empty: the smaller of 20 GiB and half the free space at start.
-            """,
-        )
+        load_options(loader)
 
     def configure(self, updated: set[str]) -> None:
         if "regmirror_cache" in updated:
@@ -106,15 +89,12 @@ class Cache:
         if not directory:
             return
         try:
-            store = Store.open(directory)
-            store.recover()
-            index = Index.open(Path(store.root) / "index.db")
-            index.reconcile(store)
-        except CacheError as e:
+            store, index = open_cache(directory)
+        except (CacheError, sqlite3.Error) as e:
             raise exceptions.OptionsError(f"regmirror_cache: {e}") from e
         self.store, self.index = store, index
         self.size = index.total_size()
-        self.size_gauge.set(self.size)
+        self.metrics.size.set(self.size)
 
     async def running(self) -> None:
         if self.store:
@@ -122,6 +102,8 @@ class Cache:
             await self.files.start()
 
     async def done(self) -> None:
+        if self._commits:
+            await asyncio.gather(*self._commits, return_exceptions=True)
         if self.index:
             await asyncio.to_thread(self.index.touch_many, self.access.drain(time.time()))
         if self.files:
@@ -129,7 +111,7 @@ class Cache:
         if self.index:
             self.index.close()
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
         r = route(flow)
         if flow.response or flow.error or not r or not self.index:
             return
@@ -143,13 +125,12 @@ class Cache:
             flow.request.headers.get("Authorization", ""), now
         )
         result["cache"] = "miss"
-        link = None if r.get("via") else self.index.linked(r["registry"], r["name"], digest)
-        if link is None or not self.files or not self.store or not self.store.has(digest):
-            return self.lookups.labels(r["upstream"], kind, "miss").inc()
-        if not decisions.may_read(link.provenance, client_checked=False):
-            return self.lookups.labels(r["upstream"], kind, "miss").inc()
+        link = None if r.get("via") else self._linked(r["registry"], r["name"], digest)
+        readable = link is not None and decisions.may_read(link.provenance, client_checked=False)
+        if not readable or not self.files or not await self._intact(digest, link.size):
+            return self.metrics.lookups.labels(r["upstream"], kind, "miss").inc()
         result["cache"] = "hit"
-        self.lookups.labels(r["upstream"], kind, "hit").inc()
+        self.metrics.lookups.labels(r["upstream"], kind, "hit").inc()
         req = flow.request
         # The file server gets only what it answers by: no credentials, nothing else.
         kept = [(k, v) for k, v in req.headers.fields if k.lower() in PASSED_HEADERS]
@@ -158,6 +139,34 @@ class Cache:
         req.host_header = req.host
         if self.access.touch(digest, now):
             asyncio.get_running_loop().create_task(self._flush_access())
+
+    def _linked(self, registry: str, name: str, digest: str) -> Link | None:
+        assert self.index
+        try:
+            return self.index.linked(registry, name, digest)
+        except sqlite3.Error as e:  # locked past its timeout, or damaged: go upstream
+            self._fault("index", f"cache index unusable, answering from upstream: {e}")
+            return None
+
+    async def _intact(self, digest: str, size: int) -> bool:
+        """The file is there and verified; a corrupted one is dropped (integrity.py)."""
+        assert self.store and self.index
+        path = self.store.path(digest)
+        if await self.verified.check(digest, path, size):
+            return True
+        if self.store.has(digest):
+            self._fault("file", f"cache file {digest} is corrupted on disk: dropped")
+            self.verified.forget(digest)
+            self.store.remove(digest)
+        try:
+            await asyncio.to_thread(self.index.remove, [digest])
+        except sqlite3.Error as e:
+            self._fault("index", f"cache index unusable: {e}")
+        return False
+
+    def _fault(self, kind: str, message: str) -> None:
+        logger.warning("regmirror: %s", message)
+        self.metrics.faults.labels(kind).inc()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         r, resp = route(flow), flow.response
@@ -229,37 +238,44 @@ class Cache:
             index.link(r["registry"], r["name"], fill.digest, result.get("provenance", "client"))
 
         try:
-            await fill.commit(record)
+            fill.verify()
         except FillFailed as e:
             return self._failed(flow, e.reason)
+        # The client's answer ends only after this hook: the durable part (fsync, rename,
+        # index row) runs on without it.
+        task = asyncio.get_running_loop().create_task(self._durable(fill, record))
+        self._commits.add(task)
+        task.add_done_callback(self._commits.discard)
+
+    async def _durable(self, fill: Fill, record: Callable[[], None]) -> None:
+        try:
+            await fill.commit(record)
+        except FillFailed as e:
+            logger.warning("regmirror: fill of %s failed: %s", fill.digest, e.reason)
+            self.metrics.failures.labels(e.reason).inc()
+            return
+        self.verified.mark(fill.digest, fill.final_path)
         self.size += fill.written
-        self.size_gauge.set(self.size)
+        self.metrics.size.set(self.size)
         if self.size > self.max_size and not self._evicting:
-            asyncio.get_running_loop().create_task(self._evict())
+            await self._evict()
 
     def _failed(self, flow: http.HTTPFlow, reason: str) -> None:
         outcome(flow)["cache"] = f"fill failed: {reason}"
-        self.failures.labels(reason).inc()
+        self.metrics.failures.labels(reason).inc()
 
     async def _flush_access(self) -> None:
         if self.index:
             await asyncio.to_thread(self.index.touch_many, self.access.drain(time.time()))
 
     async def _evict(self) -> None:
-        """Down to 90 % of the limit, least recently used first, never what is in use."""
         assert self.index and self.store
         self._evicting = True
         try:
             await self._flush_access()
-            index, store = self.index, self.store
-            victims = decisions.evict(
-                await asyncio.to_thread(index.entries), self.max_size, store.in_use()
-            )
-            await asyncio.to_thread(index.remove, victims)
-            for digest in victims:
-                store.remove(digest)
-            self.evictions.inc(len(victims))
-            self.size = await asyncio.to_thread(index.total_size)
-            self.size_gauge.set(self.size)
+            evicted = await evict(self.index, self.store, self.max_size)
+            self.metrics.evictions.inc(evicted)
+            self.size = await asyncio.to_thread(self.index.total_size)
+            self.metrics.size.set(self.size)
         finally:
             self._evicting = False
