@@ -33,7 +33,8 @@ def open_index(path: Path) -> Index:
         if not path.exists():
             raise
         aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
-        logger.error("regmirror: cache index %s is damaged (%s); set aside as %s", path, e,
+        # a warning: mitmdump stops when an error is logged during its start
+        logger.warning("regmirror: cache index %s is damaged (%s); set aside as %s", path, e,
                      aside.name)  # fmt: skip
         for suffix in ("", "-wal", "-shm"):
             if (old := Path(f"{path}{suffix}")).exists():
