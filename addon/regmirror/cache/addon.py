@@ -125,7 +125,9 @@ class Cache:
             flow.request.headers.get("Authorization", ""), now
         )
         result["cache"] = "miss"
-        link = None if r.get("via") else self._linked(r["registry"], r["name"], digest)
+        if r.get("via"):  # fetched where the upstream redirected a miss: fill it, once counted
+            return
+        link = self._linked(r["registry"], r["name"], digest)
         readable = link is not None and decisions.may_read(link.provenance, client_checked=False)
         if not readable or not self.files or not await self._intact(digest, link.size):
             return self.metrics.lookups.labels(r["upstream"], kind, "miss").inc()
