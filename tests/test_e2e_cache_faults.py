@@ -4,12 +4,17 @@ locked by another process and damaged between two runs. In each case the mirror 
 serving from the upstream, says so in its log and metrics, and never serves bad bytes.
 Real parts: distribution with token auth per test, skopeo, the mirror as `mitmdump -s`."""
 
+import hashlib
+import os
+import signal
 import sqlite3
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
+from bench.blobs import Pusher
 from tests.support.clients import Skopeo
 from tests.test_e2e_cache import (
     UpstreamLog,
@@ -19,6 +24,7 @@ from tests.test_e2e_cache import (
     check_dir_copy,
     eventually,
     metric,
+    mirror_token,
     stored_path,
 )
 
@@ -129,3 +135,46 @@ def test_a_damaged_index_is_set_aside_and_the_mirror_serves_on(
     copy(Skopeo(tmp_path / "s2"), second, "library/testimg", tmp_path / "two")
     check_dir_copy(tmp_path / "two", images["library/testimg"])
     assert_stored(tmp_path / "cache", [layer])  # kept again under the new index
+
+
+def test_a_fill_killed_with_sigkill_is_never_served_and_the_pull_is_correct_after_restart(
+    mirror_factory, tmp_path, upstream_factory
+):
+    """Crash safety: SIGKILL during a 256 MiB fill leaves only a temporary file, which the
+    next start removes; what is served after the restart is the whole, right blob."""
+    up = upstream_factory(repos=[])
+    access = [{"type": "repository", "name": "library/huge", "actions": ["pull", "push"]}]
+    with Pusher(up.registry.url, up.token_server.issue_token("pusher", access=access)) as p:
+        blob = p.blob("library/huge", 256 << 20, 11)
+    mirror = cache_mirror(mirror_factory, tmp_path, up.url)
+    cache = tmp_path / "cache"
+    path = f"/v2/library/huge/blobs/{blob.digest}"
+    with httpx.Client(base_url=mirror.url, timeout=60) as c:
+        auth = mirror_token(c, "library/huge")
+        with c.stream("GET", path, headers=auth) as r:
+            assert r.status_code == 200
+            got = 0
+            for chunk in r.iter_bytes():
+                got += len(chunk)
+                if got > 64 << 20:
+                    os.kill(mirror.pid, signal.SIGKILL)  # mid-fill
+                    break
+    mirror.proc.stop()
+    assert list((cache / "tmp").iterdir())  # the killed fill's temporary file
+    assert not stored_path(cache, blob.digest).exists()
+
+    (tmp_path / "again").mkdir()
+    again = cache_mirror(mirror_factory, tmp_path / "again", up.url, regmirror_cache=str(cache))
+    assert not list((cache / "tmp").iterdir())  # removed at start
+    with httpx.Client(base_url=again.url, timeout=60) as c:
+        auth = mirror_token(c, "library/huge")
+        h = hashlib.sha256()
+        with c.stream("GET", path, headers=auth) as r:
+            assert r.status_code == 200
+            for chunk in r.iter_bytes():
+                h.update(chunk)
+        assert "sha256:" + h.hexdigest() == blob.digest
+        eventually(lambda: stored_path(cache, blob.digest).exists(), lambda: "not stored")
+        hit = c.head(path, headers=auth)
+        assert (hit.status_code, hit.headers["Content-Length"]) == (200, str(256 << 20))
+    assert "cache hit" in again.log_text()
