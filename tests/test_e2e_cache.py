@@ -544,3 +544,43 @@ def test_an_unusable_cache_option_stops_the_start(case, tmp_path):
     said = done.stdout + done.stderr
     assert done.returncode != 0, said
     assert [line for line in said.splitlines() if option in line and value in line], said
+
+
+def test_concurrent_misses_for_one_blob_make_one_upstream_request(
+    mirror_factory, tmp_path, upstream_factory
+):
+    """Single flight: 8 clients ask for one cold 64 MiB blob at once; one upstream GET, and
+    the others get the bytes as the file grows, each checked."""
+    import asyncio
+
+    from bench.blobs import Pusher
+
+    up = upstream_factory(repos=[])
+    access = [{"type": "repository", "name": "library/wide", "actions": ["pull", "push"]}]
+    with Pusher(up.registry.url, up.token_server.issue_token("pusher", access=access)) as p:
+        blob = p.blob("library/wide", 64 << 20, 5)
+    mirror = cache_mirror(mirror_factory, tmp_path, up.url)
+    path = f"/v2/library/wide/blobs/{blob.digest}"
+    with httpx.Client(base_url=mirror.url, timeout=60) as c:
+        auth = mirror_token(c, "library/wide")
+    log = UpstreamLog(up.registry)
+    start = log.mark()
+
+    async def pull(client: httpx.AsyncClient) -> str:
+        h = hashlib.sha256()
+        async with client.stream("GET", path, headers=auth) as r:
+            assert r.status_code == 200
+            async for chunk in r.aiter_bytes():
+                h.update(chunk)
+        return "sha256:" + h.hexdigest()
+
+    async def pull_all() -> list[str]:
+        async with httpx.AsyncClient(base_url=mirror.url, timeout=60) as client:
+            first = asyncio.create_task(pull(client))
+            await asyncio.sleep(0.3)  # the first one's fill has begun
+            return await asyncio.gather(first, *(pull(client) for _ in range(7)))
+
+    assert asyncio.run(pull_all()) == [blob.digest] * 8
+    end = log.mark()
+    gets = [e for e in by_digest(log.between(start, end)) if e.method == "GET"]
+    assert len(gets) == 1, gets

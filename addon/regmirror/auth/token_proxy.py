@@ -66,9 +66,7 @@ class TokenAuth:
         self.probe = RealmProbe()
         # how the tokens handed out were obtained, for the cache (auth/provenance.py)
         self.provenances = Provenances()
-        self._obtained: weakref.WeakKeyDictionary[http.HTTPFlow, str] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._obtained: weakref.WeakKeyDictionary[http.HTTPFlow, str] = weakref.WeakKeyDictionary()
 
     async def done(self) -> None:
         await self.probe.close()

@@ -1,17 +1,17 @@
 """The pull-through cache, wired into the mirror: content by digest (blobs, and manifests
 asked for by digest) is stored when it passes and served from disk the next time.
 
-- requestheaders: a GET or HEAD of a digest that is linked to the repository asked for,
-  and readable by this client (decisions.may_read), is routed to the cache's file server
-  (files.py): a hit never contacts the upstream. Anything else is a miss.
+- requestheaders: a GET or HEAD of a digest that is cached for the repository asked for,
+  or being filled for it, and readable by this client, is routed to the cache's file
+  server (lookup.py, files.py): a hit never contacts the upstream. Anything else is a miss.
 - responseheaders: a miss answered 200 with a Content-Length starts a fill; the body is
   hashed and written while it streams to the client (tee.py), its last byte held back
   until the digest matches. A mismatch or a short body is never stored, and the client's
   connection is closed, never ended as if the body were whole.
-- response: the fill is committed (fsync, rename, index row, in a thread); manifests, which
-  are not streamed, are verified and stored whole. Above regmirror_cache_max_size the least
-  recently used content goes (decisions.evict).
-Tags, stale answers, offline pulls and single flight are not here yet (issue 10).
+- response: the fill is committed (fsync, rename, index row, in a thread, after the
+  client's answer); manifests are verified and stored whole. Above regmirror_cache_max_size
+  the least recently used content goes (eviction.py).
+Tags, stale answers and offline pulls are not here yet (issue 10).
 """
 
 import asyncio
@@ -35,8 +35,9 @@ from .errors import CacheError, FillFailed
 from .eviction import evict
 from .files import FileServer
 from .fill import Fill
-from .index import Index, Link
+from .index import Index
 from .integrity import Verified
+from .lookup import Lookup, to_files
 from .metrics import CacheMetrics
 from .opening import open_cache
 from .options import load_options
@@ -47,7 +48,6 @@ logger = logging.getLogger(__name__)
 
 
 KINDS = {names.BLOB: "blob", names.MANIFEST: "manifest"}
-PASSED_HEADERS = (b"range", b"if-range", b"if-none-match", b"if-modified-since", b"accept")
 
 
 class Cache:
@@ -65,6 +65,8 @@ class Cache:
         )
         self._evicting = False
         self._commits: set[asyncio.Task[None]] = set()
+        # digest -> (registry, repository, provenance, media type) of the fill in progress
+        self._filling: dict[str, tuple[str, str, str, str]] = {}
         self.metrics = CacheMetrics(registry)
 
     def load(self, loader) -> None:
@@ -127,48 +129,18 @@ class Cache:
         result["cache"] = "miss"
         if r.get("via"):  # fetched where the upstream redirected a miss: fill it, once counted
             return
-        link = self._linked(r["registry"], r["name"], digest)
-        readable = link is not None and decisions.may_read(link.provenance, client_checked=False)
-        if not readable or not self.files or not await self._intact(digest, link.size):
+        if not self.files or not self.store:
+            return self.metrics.lookups.labels(r["upstream"], kind, "miss").inc()
+        lookup = Lookup(self.store, self.index, self.files, self.verified, self.metrics)
+        url = lookup.following(r, digest, self._filling.get(digest))
+        url = url or await lookup.cached(r, digest)
+        if not url:
             return self.metrics.lookups.labels(r["upstream"], kind, "miss").inc()
         result["cache"] = "hit"
         self.metrics.lookups.labels(r["upstream"], kind, "hit").inc()
-        req = flow.request
-        # The file server gets only what it answers by: no credentials, nothing else.
-        kept = [(k, v) for k, v in req.headers.fields if k.lower() in PASSED_HEADERS]
-        req.headers = http.Headers(kept)
-        req.url = self.files.url(digest, link.media_type)  # type: ignore[union-attr]
-        req.host_header = req.host
+        to_files(flow.request, url)
         if self.access.touch(digest, now):
             asyncio.get_running_loop().create_task(self._flush_access())
-
-    def _linked(self, registry: str, name: str, digest: str) -> Link | None:
-        assert self.index
-        try:
-            return self.index.linked(registry, name, digest)
-        except sqlite3.Error as e:  # locked past its timeout, or damaged: go upstream
-            self._fault("index", f"cache index unusable, answering from upstream: {e}")
-            return None
-
-    async def _intact(self, digest: str, size: int) -> bool:
-        """The file is there and verified; a corrupted one is dropped (integrity.py)."""
-        assert self.store and self.index
-        path = self.store.path(digest)
-        if await self.verified.check(digest, path, size):
-            return True
-        if self.store.has(digest):
-            self._fault("file", f"cache file {digest} is corrupted on disk: dropped")
-            self.verified.forget(digest)
-            self.store.remove(digest)
-        try:
-            await asyncio.to_thread(self.index.remove, [digest])
-        except sqlite3.Error as e:
-            self._fault("index", f"cache index unusable: {e}")
-        return False
-
-    def _fault(self, kind: str, message: str) -> None:
-        logger.warning("regmirror: %s", message)
-        self.metrics.faults.labels(kind).inc()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         r, resp = route(flow), flow.response
@@ -185,6 +157,9 @@ class Cache:
             return
         tee = Tee(fill)
         self._fills[flow] = (fill, tee)
+        media_type = resp.headers.get("Content-Type", "application/octet-stream")
+        provenance = outcome(flow).get("provenance", "client")
+        self._filling[digest] = (r["registry"], r["name"], provenance, media_type)
 
         def stream(data: bytes) -> bytes:
             if data:
@@ -204,6 +179,7 @@ class Cache:
         result = outcome(flow)
         if flow in self._fills:
             fill, _ = self._fills.pop(flow)
+            self._filling.pop(fill.digest, None)
             return await self._commit(flow, fill)
         manifest = r.get("op") == names.MANIFEST and flow.request.method == "GET"
         if manifest and result.get("cache") == "miss" and resp.status_code == 200:
@@ -211,6 +187,7 @@ class Cache:
 
     def error(self, flow: http.HTTPFlow) -> None:
         if entry := self._fills.pop(flow, None):
+            self._filling.pop(entry[0].digest, None)
             entry[0].abort()
             self._failed(flow, entry[0].reason or "aborted")
 

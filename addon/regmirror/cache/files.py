@@ -7,11 +7,13 @@ Only 127.0.0.1, on a port of the kernel's choice, under a random path prefix per
 so no other local user can read the cache through it.
 """
 
+import contextlib
 import secrets
 import urllib.parse
 
 from aiohttp import web
 
+from .errors import FillFailed
 from .store import Store, cacheable
 
 
@@ -25,6 +27,7 @@ class FileServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get(self.prefix + "/{digest}", self._serve)  # HEAD included
+        app.router.add_get(self.prefix + "/follow/{digest}", self._follow)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -39,16 +42,46 @@ class FileServer:
         kind = urllib.parse.quote(media_type, safe="")  # `+json`: a `+` would read as a space
         return f"http://127.0.0.1:{self.port}{self.prefix}/{digest}?type={kind}"
 
+    def follow_url(self, digest: str, media_type: str) -> str:
+        return self.url(digest, media_type).replace(f"{self.prefix}/", f"{self.prefix}/follow/")
+
+    async def _follow(self, request: web.Request) -> web.StreamResponse:
+        """A blob still being filled, sent as it grows (single flight: one upstream fetch
+        for every client that asks meanwhile). Its last byte comes once the digest matched;
+        when the fill fails, the connection is cut, so no client takes the body for whole."""
+        digest = request.match_info["digest"]
+        fill = self.store.filling(digest) if cacheable(digest) else None
+        if fill is None or fill.expected_size is None:
+            return await self._serve(request)  # it ended meanwhile: the file, if it is kept
+        response = web.StreamResponse(headers=_headers(request, digest))
+        response.content_length = fill.expected_size
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        try:
+            async with contextlib.aclosing(self.store.follow(fill)) as chunks:
+                async for chunk in chunks:
+                    await response.write(chunk)
+        except FillFailed:
+            if request.transport:
+                request.transport.abort()
+            return response
+        await response.write_eof()
+        return response
+
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         digest = request.match_info["digest"]
         if not cacheable(digest) or not self.store.has(digest):
             raise web.HTTPNotFound()
-        headers = {
-            "Content-Type": request.query.get("type") or "application/octet-stream",
-            "Docker-Content-Digest": digest,
-            "Docker-Distribution-Api-Version": "registry/2.0",
-        }
-        return _CachedFile(self.store, digest, headers)
+        return _CachedFile(self.store, digest, _headers(request, digest))
+
+
+def _headers(request: web.Request, digest: str) -> dict[str, str]:
+    return {
+        "Content-Type": request.query.get("type") or "application/octet-stream",
+        "Docker-Content-Digest": digest,
+        "Docker-Distribution-Api-Version": "registry/2.0",
+    }
 
 
 class _CachedFile(web.FileResponse):
