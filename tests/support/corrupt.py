@@ -13,7 +13,8 @@ import http.client
 import threading
 import urllib.parse
 
-from .redirector import BLOB_PATH, _FrontHandler, _Server
+from .httpserver import BackgroundServer
+from .redirector import BLOB_PATH, _FrontHandler
 from .registry import Registry
 
 
@@ -26,23 +27,16 @@ class CorruptingFront:
         self.corrupt: str | None = None
         self._lock = threading.Lock()
         self._corrupted = 0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundServer | None = None
 
     def start(self) -> CorruptingFront:
-        self._server = _Server(("127.0.0.1", 0), type("Front", (_Handler,), {"owner": self}))
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="corrupting-front", daemon=True
-        )
-        self._thread.start()
+        handler = type("Front", (_Handler,), {"owner": self})
+        self._server = BackgroundServer(handler, "corrupting-front").start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._server.stop()
 
     def __enter__(self) -> CorruptingFront:
         return self.start()
@@ -53,7 +47,7 @@ class CorruptingFront:
     @property
     def host(self) -> str:
         assert self._server is not None, "not started"
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self._server.port}"
 
     @property
     def url(self) -> str:

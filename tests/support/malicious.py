@@ -11,8 +11,10 @@ import json
 import re
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .httpserver import BackgroundServer
 
 SECRET = b"internal: instance credentials"
 TOKEN = "token-from-the-internal-server"
@@ -24,28 +26,6 @@ class Received:
     method: str
     path: str  # with query
     authorization: str  # "" when absent
-
-
-class _Server:
-    """A threaded HTTP server on (host, free port) with one handler class."""
-
-    def __init__(self, host: str, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.host = host
-        self._server = ThreadingHTTPServer((host, 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 class InternalServer:
@@ -80,7 +60,7 @@ class InternalServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = _Server(host, Handler)
+        self._server = BackgroundServer(Handler, f"malicious-{host}", host)
 
     @property
     def url(self) -> str:
@@ -126,7 +106,7 @@ class MaliciousRegistry:
 
             do_HEAD = do_GET
 
-        self._server = _Server(host, Handler)
+        self._server = BackgroundServer(Handler, f"malicious-{host}", host)
 
     @property
     def url(self) -> str:

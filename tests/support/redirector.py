@@ -16,15 +16,15 @@ from __future__ import annotations
 import http.client
 import re
 import secrets
-import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from .httpserver import BackgroundServer
 from .registry import Registry
 
 CHUNK = 256 * 1024
@@ -69,16 +69,6 @@ class _Recorder:
             self._items.clear()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients hanging up (containers/image probes HTTPS first, then resets) are normal.
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
-
-
 class Redirector:
     """Front + blob server around `registry` (a token-auth Registry). start()/stop() or `with`."""
 
@@ -89,7 +79,7 @@ class Redirector:
         self.blob_requests = _Recorder()
         self._sigs: set[str] = set()
         self._sig_lock = threading.Lock()
-        self._servers: list[tuple[_Server, threading.Thread]] = []
+        self._servers: list[BackgroundServer] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Redirector:
@@ -97,20 +87,14 @@ class Redirector:
         self._blobs = self._serve(type("Blobs", (_BlobHandler,), {"owner": self}), "blobs")
         return self
 
-    def _serve(self, handler: type[BaseHTTPRequestHandler], name: str) -> _Server:
-        server = _Server(("127.0.0.1", 0), handler)
-        thread = threading.Thread(
-            target=server.serve_forever, name=f"redirector-{name}", daemon=True
-        )
-        thread.start()
-        self._servers.append((server, thread))
+    def _serve(self, handler: type[BaseHTTPRequestHandler], name: str) -> BackgroundServer:
+        server = BackgroundServer(handler, f"redirector-{name}").start()
+        self._servers.append(server)
         return server
 
     def stop(self) -> None:
-        for server, thread in self._servers:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
+        for server in self._servers:
+            server.stop()
         self._servers.clear()
 
     def __enter__(self) -> Redirector:
@@ -122,7 +106,7 @@ class Redirector:
     # -- addresses -------------------------------------------------------------------------
     @property
     def port(self) -> int:
-        return int(self._front.server_address[1])
+        return self._front.port
 
     @property
     def host(self) -> str:
@@ -134,7 +118,7 @@ class Redirector:
 
     @property
     def blob_port(self) -> int:
-        return int(self._blobs.server_address[1])
+        return self._blobs.port
 
     @property
     def blob_url(self) -> str:

@@ -15,12 +15,11 @@ import datetime as dt
 import hashlib
 import json
 import secrets
-import sys
 import threading
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .certs import certificate
+from .httpserver import BackgroundServer
 
 SECRET_FIELDS = {"password", "refresh_token"}
 
@@ -107,27 +107,18 @@ class TokenServer:
         self.cert_path = cert_dir / "cert.pem"
         self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
         self.kid = libtrust_key_id(self._key.public_key())
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> TokenServer:
         handler = type("Handler", (_Handler,), {"owner": self})
-        self._server = _QuietServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="token-server", daemon=True
-        )
-        self._thread.start()
+        self._server = BackgroundServer(handler, "token-server").start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     def __enter__(self) -> TokenServer:
         return self.start()
@@ -139,7 +130,7 @@ class TokenServer:
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("token server not started")
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def url(self) -> str:
@@ -254,15 +245,6 @@ class TokenServer:
         return jwt.decode(
             token, self._key.public_key(), algorithms=["ES256"], audience=self.service
         )
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return  # a client hung up
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
