@@ -197,8 +197,9 @@ def test_mirror_launcher_with_dummy_addon(
     assert not mirror.proc or not mirror.proc.running()
     broken = tmp_path / "broken.py"
     broken.write_text("raise RuntimeError('boom')\n")
+    # Its log holds the script's traceback on purpose: not a mirror's log (mirror*.log).
     with pytest.raises(StartupError, match="boom"):
-        Mirror(tmp_path / "b", plain_registry.url, script=broken).start()
+        Mirror(tmp_path / "b", plain_registry.url, script=broken, name="broken-script").start()
 
 
 def test_real_clients_follow_the_redirector(
