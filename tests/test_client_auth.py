@@ -10,12 +10,12 @@ from regmirror.auth.challenge import Challenge
 from regmirror.auth.client_auth import (
     ClientAuth,
     Principal,
-    TokenLedger,
     bearer_token,
     check_credentials,
     parse_basic,
     still_valid,
 )
+from regmirror.auth.ledger import Ledger
 from regmirror.auth.token_proxy import NO_TOKEN_AUTH, TokenAuth
 from regmirror.routing.config import ClientAuth as AuthConfig
 from regmirror.routing.router import Router
@@ -49,7 +49,7 @@ def test_parsers_never_raise_on_undecodable_bytes():
     assert parse_basic("Basic \udcff") is None
     assert parse_basic("Basic " + base64.b64encode(b"a:\xff").decode()) is None  # not UTF-8
     assert bearer_token("Bearer \udcff") == "\udcff"
-    assert TokenLedger().principal("\udcff", now=0) is None
+    assert Ledger(MIN_TTL, MAX_TTL).get("\udcff", now=0) is None
 
 
 def test_check_credentials():
@@ -81,15 +81,15 @@ def test_unknown_users_cost_a_bcrypt_check_too(monkeypatch):
 
 
 def test_ledger():
-    ledger = TokenLedger()
+    ledger = Ledger(MIN_TTL, MAX_TTL)
     who = Principal("token", "x", "f")
     ledger.add("t1", who, 300, now=0)
-    assert ledger.principal("t1", now=299) == who and ledger.principal("t1", now=301) is None
-    assert ledger.principal("t2", now=0) is None and ledger.principal("", now=0) is None
+    assert ledger.get("t1", now=299) == who and ledger.get("t1", now=301) is None
+    assert ledger.get("t2", now=0) is None and ledger.get("", now=0) is None
     ledger.add("short", who, 1, now=0)
-    assert ledger.principal("short", now=59)  # at least a minute
+    assert ledger.get("short", now=59)  # at least a minute
     ledger.revoke(lambda p: p != who)
-    assert ledger.principal("t1", now=1) is None
+    assert ledger.get("t1", now=1) is None
 
 
 def test_still_valid():
@@ -295,12 +295,12 @@ def test_prop_bearer_token_never_raises(header):
 @given(st.one_of(mitm_text, escaped_text), st.floats(-1e9, 1e9), st.floats(0, 4e9))
 @example("\udcff", 300.0, 0.0)  # a token that is not UTF-8, from an Authorization header
 def test_prop_ledger_keeps_a_token_between_min_and_max_ttl(token, ttl, now):
-    ledger, who = TokenLedger(), Principal("token", "x", "f")
+    ledger, who = Ledger(MIN_TTL, MAX_TTL), Principal("token", "x", "f")
     ledger.add(token, who, ttl, now)
-    assert (ledger.principal(token, now) == who) == bool(token)
-    assert (ledger.principal(token, now + MIN_TTL - 1) == who) == bool(token)
-    assert ledger.principal(token, now + MAX_TTL + 1) is None
-    assert ledger.principal(token + "x", now) is None
+    assert (ledger.get(token, now) == who) == bool(token)
+    assert (ledger.get(token, now + MIN_TTL - 1) == who) == bool(token)
+    assert ledger.get(token, now + MAX_TTL + 1) is None
+    assert ledger.get(token + "x", now) is None
 
 
 @props(50)  # bcrypt, even at 4 rounds, takes a millisecond

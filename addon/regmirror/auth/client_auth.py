@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import time
 import weakref
-from collections.abc import Callable
 from typing import NamedTuple
 
 import bcrypt
@@ -28,6 +27,7 @@ from ..routing import names
 from ..routing.config import ClientAuth as AuthConfig
 from ..routing.router import Router
 from ..routing.table import realm_url
+from .ledger import Ledger
 from .token_answers import parse_token_answer
 
 BY = "client auth"
@@ -51,11 +51,6 @@ def parse_basic(header: str) -> tuple[str, str] | None:
 def bearer_token(header: str) -> str:
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" else ""
-
-
-def _digest(secret: str) -> bytes:
-    # Header values carry undecodable bytes as surrogates; they hash like any other.
-    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).digest()
 
 
 class Principal(NamedTuple):
@@ -103,32 +98,12 @@ def _fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class TokenLedger:
-    """Secrets the mirror accepted (tokens it handed out, credentials bcrypt checked), by
-    hash, with their principal, until they expire."""
-
-    def __init__(self) -> None:
-        self.entries: dict[bytes, tuple[float, Principal]] = {}
-
-    def add(self, secret: str, principal: Principal, ttl: float, now: float) -> None:
-        if len(self.entries) > 10_000:
-            self.entries = {k: e for k, e in self.entries.items() if e[0] > now}
-        self.entries[_digest(secret)] = (now + min(max(ttl, MIN_TTL), MAX_TTL), principal)
-
-    def principal(self, secret: str, now: float) -> Principal | None:
-        entry = self.entries.get(_digest(secret)) if secret else None
-        return entry[1] if entry and entry[0] > now else None
-
-    def revoke(self, keep: Callable[[Principal], bool]) -> None:
-        self.entries = {k: e for k, e in self.entries.items() if keep(e[1])}
-
-
 class ClientAuth:
     def __init__(self, router: Router) -> None:
         self.router = router
         self.auth = AuthConfig()  # the configuration the two ledgers were filled under
-        self.ledger = TokenLedger()  # tokens handed to authenticated clients
-        self.verified = TokenLedger()  # "user:password" that bcrypt accepted
+        self.ledger = Ledger[Principal](MIN_TTL, MAX_TTL)  # tokens handed to clients
+        self.verified = Ledger[Principal](MIN_TTL, MAX_TTL)  # "user:password" bcrypt accepted
         self.principals: weakref.WeakKeyDictionary[http.HTTPFlow, Principal] = (
             weakref.WeakKeyDictionary()
         )
@@ -142,7 +117,7 @@ class ClientAuth:
             self._reloaded(auth)
         if r["op"] == names.TOKEN:
             await self._token_request(flow, auth)
-        elif not self.ledger.principal(
+        elif not self.ledger.get(
             bearer_token(flow.request.headers.get("Authorization", "")), time.time()
         ):
             self._challenge(flow, r)
@@ -173,7 +148,7 @@ class ClientAuth:
         if token := bearer_token(header):
             secret = token.encode("utf-8", "surrogateescape")
             static = any(hmac.compare_digest(secret, t.encode()) for t in auth.tokens)
-            return static or self.ledger.principal(token, time.time()) is not None
+            return static or self.ledger.get(token, time.time()) is not None
         creds = parse_basic(header)
         return creds is not None and await self._check(auth, *creds) is not None
 
@@ -205,7 +180,7 @@ class ClientAuth:
     async def _check(self, auth: AuthConfig, user: str, password: str) -> Principal | None:
         key = f"{user}:{password}"
         now = time.time()
-        if principal := self.verified.principal(key, now):
+        if principal := self.verified.get(key, now):
             return principal
         principal = await asyncio.to_thread(check_credentials, auth, user, password)
         if principal:
