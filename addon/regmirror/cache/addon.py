@@ -227,6 +227,7 @@ class Cache:
         task.add_done_callback(self._commits.discard)
 
     async def _durable(self, fill: Fill, record: Callable[[], None]) -> None:
+        existed = self.store is not None and self.store.has(fill.digest)  # kept, not replaced
         try:
             await fill.commit(record)
         except FillFailed as e:
@@ -234,7 +235,7 @@ class Cache:
             self.metrics.failures.labels(e.reason).inc()
             return
         self.verified.mark(fill.digest, fill.final_path)
-        self.size += fill.written
+        self.size += 0 if existed else fill.written
         self.metrics.size.set(self.size)
         if self.size > self.max_size and not self._evicting:
             await self._evict()
