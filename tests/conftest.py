@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from regmirror.transport.upstream import UpstreamConnections
 
 from tests.support.clients import Containerd, Dockerd, DockerdFactory, Podman, Skopeo
 from tests.support.images import BuiltImage, build_standard_images, push_all
@@ -65,6 +66,22 @@ def _no_crash_in_mirror_logs(request: pytest.FixtureRequest) -> Iterator[None]:
     }
     if found:
         pytest.fail(f"a mirror hook raised: {found}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _named_upstreams_reachable(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process tests name real hosts (auth.docker.io), and this machine has no internet:
+    the mirror's connect check (which tells an outage, for offline answers) says they are
+    up. End-to-end tests and tests marked `real_connect` check for real."""
+    if request.node.get_closest_marker("e2e") or request.node.get_closest_marker("real_connect"):
+        return
+
+    async def reachable(self: UpstreamConnections, host: str, port: int, remembered: bool = True):
+        return None
+
+    monkeypatch.setattr(UpstreamConnections, "unreachable", reachable)
 
 
 # ------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from regmirror.auth.token_proxy import TokenAuth
 from regmirror.cache.addon import Cache
 from regmirror.record import outcome
 from regmirror.routing.router import Router
+from regmirror.transport.side_requests import SideRequests
+from regmirror.transport.upstream import UpstreamConnections
 
 from tests.flowutil import respond, reverse_flow
 
@@ -23,8 +25,8 @@ PATH = f"/v2/library/x/blobs/{DIGEST}"
 @pytest.fixture
 def chain(tmp_path):
     router = Router()
-    tokens = TokenAuth(router)
-    cache = Cache(tokens, CollectorRegistry())
+    tokens = TokenAuth(router, UpstreamConnections(), SideRequests())
+    cache = Cache(tokens, SideRequests(), CollectorRegistry())
     with taddons.context(router, tokens, cache) as tctx:
         tctx.configure(cache, regmirror_cache=str(tmp_path / "cache"))
         yield router, tokens, cache, tctx
@@ -97,7 +99,11 @@ async def test_content_fetched_with_a_clients_own_credentials_is_not_served_to_o
 
 def test_an_unusable_directory_is_refused_naming_the_option(tmp_path):
     (tmp_path / "file").write_text("x")
-    cache = Cache(TokenAuth(Router()), CollectorRegistry())
+    cache = Cache(
+        TokenAuth(Router(), UpstreamConnections(), SideRequests()),
+        SideRequests(),
+        CollectorRegistry(),
+    )
     with taddons.context(cache) as tctx:
         with pytest.raises(exceptions.OptionsError, match=r"regmirror_cache: .*file"):
             tctx.configure(cache, regmirror_cache=str(tmp_path / "file" / "cache"))

@@ -2,10 +2,12 @@ from types import SimpleNamespace as E
 
 import pytest
 from regmirror.cache.decisions import (
+    acceptable,
     default_max_size,
     evict,
     may_read,
     parse_size,
+    revalidation,
     stale_usable,
     tag_fresh,
     upstream_failed,
@@ -152,3 +154,49 @@ def entries(*spec):
 def test_evict(spec, limit, in_use, chosen):
     assert evict(entries(*spec), limit, in_use) == chosen
     assert evict(reversed(entries(*spec)), limit, in_use) == chosen  # any order in
+
+
+D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+
+
+@pytest.mark.parametrize(
+    "status,error,digest,offline,verdict",
+    [
+        (200, None, D1, False, "current"),
+        (200, None, D2, False, "moved"),
+        (200, None, "", False, "moved"),  # no digest said: fetch it, the GET is verified
+        (404, None, "", False, "gone"),
+        (None, "refused", "", False, "failed"),
+        (503, None, "", False, "failed"),
+        (429, None, "", False, "failed"),
+        (401, None, "", False, "pass"),  # authoritative: the client is asked for a token
+        (401, None, "", True, "failed"),  # ... which it cannot get: the token service is down
+        (403, None, "", True, "pass"),
+        (400, None, D1, False, "pass"),
+    ],
+)
+def test_revalidation(status, error, digest, offline, verdict):
+    assert revalidation(status, error, digest, D1, offline) == verdict
+
+
+OCI = "application/vnd.oci.image.manifest.v1+json"
+INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+@pytest.mark.parametrize(
+    "accept,ok",
+    [
+        ([], True),  # no Accept: anything (distribution's default)
+        ([""], True),
+        ([OCI], True),
+        ([f"{INDEX}, {OCI}"], True),
+        ([INDEX, OCI.upper()], True),
+        ([f"{OCI}; q=0.5"], True),
+        (["*/*"], True),
+        (["application/*"], True),
+        ([INDEX], False),  # the upstream would answer another type for this client
+        (["application/vnd.docker.distribution.manifest.v2+json"], False),
+    ],
+)
+def test_acceptable(accept, ok):
+    assert acceptable(OCI, accept) is ok

@@ -104,7 +104,7 @@ def test_still_valid():
 def setup():
     router = Router()
     router.config = type(router.config)(auth=AUTH)
-    return router, ClientAuth(router), TokenAuth(router)
+    return router, ClientAuth(router), TokenAuth(router, UpstreamConnections(), SideRequests())
 
 
 async def test_unauthenticated_requests_get_the_mirrors_challenge():
@@ -257,6 +257,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from regmirror.auth.client_auth import MAX_TTL, MIN_TTL
 from regmirror.auth.token_proxy import basic_auth
+from regmirror.transport.side_requests import SideRequests
+from regmirror.transport.upstream import UpstreamConnections
 
 from tests.strategies import escaped_text, header_text, mitm_text, props
 

@@ -1,4 +1,5 @@
-"""End to end: the pull-through cache (issue 10), its first slice: content by digest.
+"""End to end: the pull-through cache (issue 10): content by digest. Tags, stale answers
+and offline pulls: test_e2e_cache_tags.py.
 
 Real parts: a fresh distribution with token auth per test as "docker.io" (so that what
 reached it can be counted exactly from its access log), real clients (skopeo, ctr, dockerd),
@@ -6,7 +7,7 @@ and the mirror as `mitmdump -s` with `regmirror_cache` in the test's directory.
 
 What is checked: blobs and manifests by digest are stored when their bytes match, in
 `<cache>/blobs/sha256/<first 2 hex>/<hex>`; a second pull through the same repository name
-never asks the upstream for them (manifests by tag, pings and tokens still go); hits carry
+never asks the upstream for them (tags are revalidated with a HEAD); hits carry
 the upstream's headers and honour Range; a digest asked for through another repository name,
 or content fetched with a client's own credentials (stored, yet not served to others), goes
 upstream, which decides; a corrupted blob is never stored and its transfer never ends as if

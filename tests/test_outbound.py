@@ -16,6 +16,7 @@ from regmirror.routing.router import Router
 from regmirror.routing.upstreams import parse_upstream
 from regmirror.transport import outbound
 from regmirror.transport.redirects import Redirects
+from regmirror.transport.side_requests import SideRequests
 from regmirror.transport.upstream import UpstreamConnections
 
 from tests.flowutil import respond, reverse_flow
@@ -46,7 +47,7 @@ def addons(**registry):
     router.config.registries["registry.example"] = Registry(
         "registry.example", parse_upstream(UP, []), username="mirror-bot", password="pw", **registry
     )
-    return router, TokenAuth(router), Redirects(router)
+    return router, TokenAuth(router, UpstreamConnections(), SideRequests()), Redirects(router)
 
 
 def error(flow) -> dict:
@@ -95,9 +96,9 @@ async def test_an_internal_realm_is_refused_and_never_used(realm, reason, caplog
         async def get(url):
             return Challenged()
 
-        auth.probe.client = type("C", (), {"get": staticmethod(get)})()
+        auth.side._client = type("C", (), {"get": staticmethod(get)})()
         t = await token_request(router, auth)
-        auth.probe.client = None
+        auth.side._client = None
         assert t.response.status_code == 502 and error(t)["code"] == "UNAVAILABLE"
         assert t.request.host == "registry.example"  # not sent anywhere
         assert "Authorization" not in t.request.headers  # no credentials added

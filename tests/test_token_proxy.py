@@ -1,12 +1,15 @@
 import json
+import time
 import urllib.parse
 from dataclasses import replace
 
 import pytest
 from mitmproxy.test import taddons
-from regmirror.auth import token_answers, token_cache, token_proxy
+from regmirror.auth import offline_tokens, token_answers, token_cache, token_proxy
 from regmirror.auth.token_proxy import TokenAuth, mirror_challenge
+from regmirror.record import outcome
 from regmirror.routing.router import Router
+from regmirror.transport.side_requests import SideRequests
 from regmirror.transport.upstream import UpstreamConnections
 
 from tests.flowutil import respond, reverse_flow
@@ -30,7 +33,7 @@ def test_mirror_challenge():
 
 def addons():
     router = Router()
-    return router, TokenAuth(router)
+    return router, TokenAuth(router, UpstreamConnections(), SideRequests())
 
 
 async def test_ping_challenge_rewritten_and_learned():
@@ -105,25 +108,24 @@ async def test_token_request_probes_once_when_realm_unknown(monkeypatch):
         for _ in range(2):
             t = reverse_flow("GET", "/v2/auth?scope=repository:a/b:pull")
             router.requestheaders(t)
-            auth.probe.client = type("C", (), {"get": staticmethod(fake_get)})()
+            auth.side._client = type("C", (), {"get": staticmethod(fake_get)})()
             await auth.requestheaders(t)
             assert t.request.host == "auth.docker.io"
         assert calls == ["https://registry-1.docker.io/v2/"]
-        auth.probe.client = None
+        auth.side._client = None
 
 
-async def test_token_request_with_unreachable_upstream_is_502():
+async def test_token_request_with_unreachable_upstream_gets_an_offline_token():
     router, auth = addons()
     with taddons.context(router, auth, UpstreamConnections()) as tctx:
         tctx.options.regmirror_upstream_timeout = 2
         t = reverse_flow("GET", "/v2/auth?scope=x", upstream="http://127.0.0.1:9")
         router.requestheaders(t)
         await auth.requestheaders(t)
-        assert t.response.status_code == 502
-        err = json.loads(t.response.content)["errors"][0]
-        assert err["code"] == "UNAVAILABLE"
-        assert "127.0.0.1:9" in err["message"]
-        await auth.done()
+        assert t.response.status_code == 200
+        token = json.loads(t.response.content)["token"]
+        assert offline_tokens.valid(router.signer.key, token, time.time())
+        assert "127.0.0.1:9" in outcome(t)["offline"]
 
 
 def test_other_401s_keep_scope_and_error():
@@ -498,3 +500,48 @@ def test_prop_mirror_challenge_points_the_client_at_the_mirror(header, realm):
     assert learned.params["realm"].startswith(("https://", "http://"))
     (c,) = parse_challenges(client)
     assert c.is_bearer and c.params == {**learned.params, "realm": realm}
+
+
+async def unreachable(self, host, port, remembered=True):
+    return f"cannot connect to {host}:{port}: refused"
+
+
+async def test_with_the_upstream_down_pings_get_the_old_challenge_or_none(monkeypatch):
+    router, auth = addons()
+    monkeypatch.setattr(UpstreamConnections, "unreachable", unreachable)
+    with taddons.context(router, auth, UpstreamConnections()):
+        never = reverse_flow("GET", "/v2/")
+        router.requestheaders(never)
+        await auth.requestheaders(never)
+        assert never.response.status_code == 200  # never challenged: no auth, the cache serves
+        assert never.response.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
+        assert "registry-1.docker.io:443" in outcome(never)["offline"]
+        learn_challenge(router, auth)
+        monkeypatch.setattr(token_proxy.time, "monotonic", lambda: 1e12)  # long ago
+        old = reverse_flow("HEAD", "/v2/")
+        router.requestheaders(old)
+        await auth.requestheaders(old)
+        assert old.response.status_code == 401 and old.response.content == b""
+        assert 'realm="http://mirror.test:5000/v2/auth"' in old.response.headers["WWW-Authenticate"]
+
+
+async def test_with_the_realm_down_the_mirror_signs_a_token_that_never_goes_upstream(monkeypatch):
+    router, auth = addons()
+    monkeypatch.setattr(UpstreamConnections, "unreachable", unreachable)
+    with taddons.context(router, auth, UpstreamConnections()):
+        learn_challenge(router, auth)
+        t = reverse_flow("GET", "/v2/auth?scope=repository:library/nginx:pull")
+        router.requestheaders(t)
+        await auth.requestheaders(t)
+        body = json.loads(t.response.content)
+        assert body["expires_in"] == token_answers.MIRROR_TOKEN_LIFETIME
+        assert offline_tokens.valid(router.signer.key, body["token"], time.time())
+        assert "auth.docker.io:443" in outcome(t)["offline"]
+        for token, holds in ((body["token"], True), ("regmirror-offline.1.forged", False)):
+            f = reverse_flow(
+                "GET", "/v2/library/nginx/manifests/1", headers={"Authorization": f"Bearer {token}"}
+            )
+            router.requestheaders(f)
+            await auth.requestheaders(f)
+            assert "Authorization" not in f.request.headers  # valid or not, never forwarded
+            assert bool(outcome(f).get("offline")) is holds

@@ -8,6 +8,8 @@ from mitmproxy.test import taddons, tflow
 from regmirror.transport import upstream
 from regmirror.transport.upstream import UpstreamConnections
 
+pytestmark = pytest.mark.real_connect  # the connect check itself is under test
+
 
 def test_required_settings_are_turned_on():
     u = UpstreamConnections()

@@ -21,6 +21,7 @@ from .transport.connection_limits import ConnectionLimits
 from .transport.patches import Patches
 from .transport.redirects import Redirects
 from .transport.refuse_tls import RefuseTls
+from .transport.side_requests import SideRequests
 from .transport.streaming import Streaming
 from .transport.upstream import UpstreamConnections
 
@@ -45,11 +46,12 @@ def mirror_addons() -> list[object]:
     router = Router()
     metrics = Metrics()
     client_auth = ClientAuth(router)
-    tokens = TokenAuth(router)
+    connections, side = UpstreamConnections(), SideRequests()
+    tokens = TokenAuth(router, connections, side)
     return guarded(
         [
             Patches(),
-            UpstreamConnections(),
+            connections,
             RefuseTls(),
             ConnectionLimits(),
             StatusEndpoints(metrics.registry, client_auth.admits),
@@ -58,7 +60,7 @@ def mirror_addons() -> list[object]:
             tokens,
             Redirects(router),
             Streaming(),
-            Cache(tokens, metrics.registry),
+            Cache(tokens, side, metrics.registry),
             OpLog(),
             Views(),
             Annotations(),

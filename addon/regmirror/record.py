@@ -23,8 +23,10 @@ Outcome fields, each with one writer:
 - bad_upstream (answers.bad_upstream): why the upstream's answer became a 502;
 - timeout (transport.upstream): why the mirror gave up waiting for the upstream's answer;
 - fault (guard): the hook that raised; the flow was answered 500;
+- offline (auth.token_proxy): why the mirror answers for an upstream it cannot reach (a
+  ping, a token it signs itself), or that the client holds such a token;
 - provenance (cache): how the request is authorized upstream: anonymous, route or client;
-- cache (cache): hit, miss, or "fill failed: REASON".
+- cache (cache): hit, miss, stale, or "fill failed: REASON".
 """
 
 from typing import TypedDict
@@ -60,6 +62,7 @@ class Outcome(TypedDict, total=False):
     bad_upstream: str
     timeout: str
     fault: str
+    offline: str
     provenance: str
     cache: str
 

@@ -1,21 +1,30 @@
-"""A stand-in upstream front that flips one byte of a blob, to cause a real digest mismatch.
+"""A stand-in upstream front that causes real faults: it flips one byte of a blob (a real
+digest mismatch), or answers manifest requests with an error status (a throttling or failing
+upstream).
 
 `CorruptingFront(registry)` relays every request to a distribution registry unchanged (the
 redirector's relaying front, without its redirects). While `corrupt` holds a digest, the
 body of every 200 answer to a GET of that blob (`/v2/<name>/blobs/<digest>`, any name) is
 relayed with its middle byte inverted: same length, same headers, wrong content, as a bad
-disk or a broken CDN node would serve it. `corrupted` counts the bodies it spoiled.
+disk or a broken CDN node would serve it. `corrupted` counts the bodies it spoiled. While
+`fail_manifests` holds a status (429, 503, 404), every manifest request gets that status with
+a registry error body instead, as Docker Hub's rate limit or an outage answers; `failed`
+counts them.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
+import re
 import threading
 import urllib.parse
 
 from .httpserver import BackgroundServer
 from .redirector import BLOB_PATH, _FrontHandler
 from .registry import Registry
+
+MANIFEST_PATH = re.compile(r"/v2/.+/manifests/[^/]+")
 
 
 class CorruptingFront:
@@ -25,8 +34,10 @@ class CorruptingFront:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.corrupt: str | None = None
+        self.fail_manifests: int | None = None
         self._lock = threading.Lock()
         self._corrupted = 0
+        self._failed = 0
         self._server: BackgroundServer | None = None
 
     def start(self) -> CorruptingFront:
@@ -58,9 +69,18 @@ class CorruptingFront:
         with self._lock:
             return self._corrupted
 
+    @property
+    def failed(self) -> int:
+        with self._lock:
+            return self._failed
+
     def _spoiled(self) -> None:
         with self._lock:
             self._corrupted += 1
+
+    def _refused(self) -> None:
+        with self._lock:
+            self._failed += 1
 
 
 class _FlippedBody:
@@ -93,7 +113,19 @@ class _Handler(_FrontHandler):
     server_version = "test-corrupting-front/1"
 
     def _handle(self) -> None:
-        self._forward()
+        status = self.owner.fail_manifests
+        if status is None or not MANIFEST_PATH.match(urllib.parse.urlsplit(self.path).path):
+            self._forward()
+            return
+        self.owner._refused()
+        code = {404: "MANIFEST_UNKNOWN", 429: "TOOMANYREQUESTS"}.get(status, "UNAVAILABLE")
+        body = json.dumps({"errors": [{"code": code, "message": "the front says so"}]}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _relay(self, resp: http.client.HTTPResponse) -> None:
         match = BLOB_PATH.match(urllib.parse.urlsplit(self.path).path)

@@ -33,16 +33,22 @@ def mirror_challenge(upstream_header: str, realm: str) -> tuple[Challenge, str] 
     return learned, format_challenge(with_realm(learned, realm))
 
 
-def ping_answer(
-    challenge: Challenge | None, learned: float, now: float, realm: str, head: bool
-) -> http.Response | None:
-    """The 401 for an anonymous ping, from a challenge learned at `learned` (monotonic
-    seconds), pointing at the mirror's `realm`; None when it is not fresh enough."""
-    if not challenge or not challenge.is_bearer or now - learned > CHALLENGE_TTL:
+def ping_answer(challenge: Challenge | None, realm: str, head: bool) -> http.Response | None:
+    """The 401 for an anonymous ping, from a learned Bearer challenge, pointing at the
+    mirror's `realm`; None for no challenge or another scheme."""
+    if not challenge or not challenge.is_bearer:
         return None
     params = {k: v for k, v in challenge.params.items() if k in ("realm", "service")}
     resp = errors.error_response(401, errors.UNAUTHORIZED, "authentication required", head=head)
     resp.headers["WWW-Authenticate"] = format_challenge(
         with_realm(Challenge("Bearer", params), realm)
     )
+    return resp
+
+
+def offline_ping(head: bool) -> http.Response:
+    """The ping's answer when the upstream cannot be reached and never challenged this
+    mirror: no auth, so clients go on to what the cache holds for everyone."""
+    resp = http.Response.make(200, b"" if head else b"{}", {"Content-Type": "application/json"})
+    resp.headers["Docker-Distribution-Api-Version"] = "registry/2.0"
     return resp

@@ -33,5 +33,10 @@ class Ledger(Generic[T]):
         entry = self.entries.get(_key(secret)) if secret else None
         return entry[1] if entry and entry[0] > now else None
 
+    def expiry(self, secret: str, now: float) -> float | None:
+        """When `secret` is forgotten; None if it is not remembered (any more)."""
+        entry = self.entries.get(_key(secret)) if secret else None
+        return entry[0] if entry and entry[0] > now else None
+
     def revoke(self, keep: Callable[[T], bool]) -> None:
         self.entries = {k: e for k, e in self.entries.items() if keep(e[1])}

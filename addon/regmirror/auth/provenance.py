@@ -25,3 +25,8 @@ class Provenances:
         scheme, _, token = authorization.partition(" ")
         known = self.ledger.get(token.strip(), now) if scheme.lower() == "bearer" else None
         return known or CLIENT
+
+    def expiry(self, authorization: str, now: float) -> float | None:
+        """When the Bearer token of `authorization` expires, if the mirror handed it out."""
+        scheme, _, token = authorization.partition(" ")
+        return self.ledger.expiry(token.strip(), now) if scheme.lower() == "bearer" else None

@@ -10,7 +10,7 @@ from mitmproxy import http
 
 DEFAULT_TOKEN_LIFETIME = 60  # seconds, when a token answer has no expires_in (the spec's)
 MAX_TOKEN_LIFETIME = 366 * 86400  # seconds; an answer claiming more is no token answer
-MIRROR_TOKEN_LIFETIME = 300  # seconds, of the tokens the mirror mints itself
+MIRROR_TOKEN_LIFETIME = 300  # seconds, of the tokens the mirror mints itself (short)
 
 
 class TokenAnswer(NamedTuple):
@@ -43,9 +43,10 @@ def token_response(body: dict[str, Any], now: float) -> http.Response:
     return http.Response.make(200, content, {"Content-Type": "application/json"})
 
 
-def mirror_token(now: float) -> http.Response:
-    """A token of the mirror's own, for an upstream without token auth (client auth)."""
-    token = secrets.token_urlsafe(32)
+def mirror_token(now: float, token: str = "") -> http.Response:
+    """A token of the mirror's own: `token`, or a random one for an upstream without token
+    auth (client auth)."""
+    token = token or secrets.token_urlsafe(32)
     body = {"token": token, "access_token": token, "expires_in": MIRROR_TOKEN_LIFETIME}
     return token_response(body, now)
 

@@ -5,7 +5,9 @@ Docker Hub answers `Bearer realm="https://auth.docker.io/token",service="registr
 clients must reach that realm through the mirror, with scopes naming the repository as the
 upstream knows it (`library/nginx`), asking for pull only (token_request.py). Anonymous
 pings and tokens are answered from what the mirror learned a moment ago (challenges.py,
-token_cache.py).
+token_cache.py). When the upstream or its token service cannot be reached, pings are
+answered from the challenge last learned and token requests with a token the mirror signs
+itself (offline_tokens.py), so that clients can still pull from the cache.
 """
 
 import base64
@@ -24,8 +26,12 @@ from ..routing.catalog import Registry
 from ..routing.router import Router
 from ..routing.table import realm_url, strip_prefix
 from ..transport.outbound import RealmPins
+from ..transport.side_requests import SideRequests
+from ..transport.upstream import UpstreamConnections
+from . import offline_tokens
 from .challenge import Challenge
-from .challenges import NO_TOKEN_AUTH, mirror_challenge, ping_answer
+from .challenges import CHALLENGE_TTL, NO_TOKEN_AUTH, mirror_challenge, offline_ping, ping_answer
+from .client_auth import bearer_token
 from .provenance import ANONYMOUS, CLIENT, ROUTE, Provenances
 from .realm_probe import ProbeFailed, RealmProbe
 from .token_answers import mirror_token, parse_token_answer, strip_refresh_token
@@ -55,28 +61,32 @@ def basic_auth(username: str, password: str) -> str:
 
 
 class TokenAuth:
-    def __init__(self, router: Router) -> None:
-        self.router = router
+    def __init__(
+        self, router: Router, connections: UpstreamConnections, side: SideRequests
+    ) -> None:
+        self.router, self.connections, self.side = router, connections, side
         # upstream base URL -> its Bearer challenge (realm, service), or NO_TOKEN_AUTH
         self.challenges: dict[str, Challenge] = {}
         # upstream base URL -> time.monotonic() when the upstream last sent its challenge
         self.challenged: dict[str, float] = {}
         self.tokens = TokenCache()
         self.realms = RealmPins()
-        self.probe = RealmProbe()
+        self.probe = RealmProbe(side)
         # how the tokens handed out were obtained, for the cache (auth/provenance.py)
         self.provenances = Provenances()
         self._obtained: weakref.WeakKeyDictionary[http.HTTPFlow, str] = weakref.WeakKeyDictionary()
 
     async def done(self) -> None:
-        await self.probe.close()
+        await self.side.close()
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         r = route(flow)
         if flow.response or flow.error or not r:
             return
+        if r["op"] != names.TOKEN:
+            self._take_offline_token(flow)
         if r["op"] == names.PING:
-            return self._answer_ping(flow, r)
+            return await self._answer_ping(flow, r)
         if r["op"] != names.TOKEN:
             return
         registry = self.router.registry(flow)
@@ -115,7 +125,29 @@ class TokenAuth:
         outcome(flow)["realm"] = req.host_header
         anonymous = req.method == "GET" and "Authorization" not in req.headers
         if anonymous and (shared := self.tokens.answer(req.url, time.time())):
-            answer(flow, shared, "token cache")
+            return answer(flow, shared, "token cache")
+        realm_host = urllib.parse.urlsplit(realm)
+        port = realm_host.port or (443 if realm_host.scheme == "https" else 80)
+        if error := await self.connections.unreachable(realm_host.hostname or "", port, False):
+            self._answer_offline(flow, error)
+
+    def _answer_offline(self, flow: http.HTTPFlow, error: str) -> None:
+        """The token service cannot be reached: a token of the mirror's own, which reads as
+        anonymous (offline_tokens.py)."""
+        now = time.time()
+        self._obtained[flow] = ANONYMOUS
+        outcome(flow)["offline"] = error
+        answer(flow, mirror_token(now, offline_tokens.mint(self.router.signer.key, now)), BY)
+
+    def _take_offline_token(self, flow: http.HTTPFlow) -> None:
+        """A token the mirror signed itself never goes upstream: the request goes on as
+        anonymous, and the cache knows that the client could get no other."""
+        token = bearer_token(flow.request.headers.get("Authorization", ""))
+        if not offline_tokens.is_offline(token):
+            return
+        del flow.request.headers["Authorization"]
+        if offline_tokens.valid(self.router.signer.key, token, time.time()):
+            outcome(flow)["offline"] = "the client holds an offline token"
 
     async def _challenge(self, flow: http.HTTPFlow, registry: Registry) -> Challenge | None:
         """The upstream's challenge, learned from a 401 or by probing (once per upstream);
@@ -126,6 +158,8 @@ class TokenAuth:
         try:
             challenge = await self.probe.learn(registry.upstream)
         except ProbeFailed as e:
+            if e.unreachable:
+                return self._answer_offline(flow, str(e))
             return refuse(flow, BY, e.status, errors.UNAVAILABLE, str(e))
         realm = challenge.params.get("realm", "")
         if challenge is not NO_TOKEN_AUTH and (refused := self.realms.learn(registry, realm)):
@@ -133,19 +167,22 @@ class TokenAuth:
         self.challenges[base] = challenge
         return challenge
 
-    def _answer_ping(self, flow: http.HTTPFlow, r: dict) -> None:
+    async def _answer_ping(self, flow: http.HTTPFlow, r: dict) -> None:
         """An anonymous client's `/v2/` ping gets the upstream's challenge, as last learned,
-        without asking the upstream again."""
+        without asking the upstream again. When the upstream cannot be reached, it gets
+        that challenge however old, or none (offline pulls)."""
         req = flow.request
         if req.method not in ("GET", "HEAD") or "Authorization" in req.headers:
             return
+        head, challenge = req.method == "HEAD", self.challenges.get(r["upstream"])
         learned = self.challenged.get(r["upstream"], float("-inf"))
-        resp = ping_answer(
-            self.challenges.get(r["upstream"]), learned, time.monotonic(),
-            realm_url(r), req.method == "HEAD",
-        )  # fmt: skip
-        if resp:
-            answer(flow, resp, "challenge cache")
+        resp = ping_answer(challenge, realm_url(r), head)
+        if resp and time.monotonic() - learned <= CHALLENGE_TTL:
+            return answer(flow, resp, "challenge cache")
+        upstream = self.router.registry(flow).upstream
+        if error := await self.connections.unreachable(upstream.host, upstream.port, False):
+            outcome(flow)["offline"] = error
+            answer(flow, resp or offline_ping(head), "challenge cache")
 
     def request(self, flow: http.HTTPFlow) -> None:
         r = route(flow)

@@ -1,20 +1,24 @@
-"""The pull-through cache, wired into the mirror: content by digest (blobs, and manifests
-asked for by digest) is stored when it passes and served from disk the next time.
+"""The pull-through cache, wired into the mirror: blobs and manifests are stored by digest
+when they pass and served from disk the next time; tags point at manifests.
 
 - requestheaders: a GET or HEAD of a digest that is cached for the repository asked for,
   or being filled for it, and readable by this client, is routed to the cache's file
-  server (lookup.py, files.py): a hit never contacts the upstream. Anything else is a miss.
+  server (lookup.py, files.py): a hit never contacts the upstream. A manifest by tag is
+  revalidated with a HEAD, or served stale when the upstream fails (tags.py). Content
+  fetched with a client's own credentials needs the upstream's yes (client_checks.py).
+  Anything else is a miss.
 - responseheaders: a miss answered 200 with a Content-Length starts a fill; the body is
   hashed and written while it streams to the client (tee.py), its last byte held back
   until the digest matches. A mismatch or a short body is never stored, and the client's
   connection is closed, never ended as if the body were whole.
 - response: the fill is committed (fsync, rename, index row, in a thread, after the
-  client's answer); manifests are verified and stored whole. Above regmirror_cache_max_size
-  the least recently used content goes (eviction.py).
-Tags, stale answers and offline pulls are not here yet (issue 10).
+  client's answer); manifests are verified (against the digest asked for, or the
+  upstream's Docker-Content-Digest for a tag) and stored whole, a mismatch answered 502.
+  Above regmirror_cache_max_size the least recently used content goes (eviction.py).
 """
 
 import asyncio
+import hashlib
 import logging
 import shutil
 import sqlite3
@@ -25,23 +29,28 @@ from collections.abc import Callable
 from mitmproxy import ctx, exceptions, http
 from prometheus_client import CollectorRegistry
 
+from ..answers import bad_upstream, replace_bad_upstream
+from ..auth.provenance import CLIENT
 from ..auth.token_proxy import TokenAuth
-from ..record import outcome, route
+from ..record import Route, outcome, route
 from ..routing import names
 from ..transport.headers import content_length
+from ..transport.side_requests import SideRequests
 from . import decisions
 from .access import AccessBatcher
+from .client_checks import ClientChecks
 from .errors import CacheError, FillFailed
 from .eviction import evict
 from .files import FileServer
 from .fill import Fill
-from .index import Index
+from .index import Index, Link
 from .integrity import Verified
 from .lookup import Lookup, to_files
 from .metrics import CacheMetrics
 from .opening import open_cache
 from .options import load_options
 from .store import Store, cacheable
+from .tags import Tags
 from .tee import Tee
 
 logger = logging.getLogger(__name__)
@@ -51,8 +60,10 @@ KINDS = {names.BLOB: "blob", names.MANIFEST: "manifest"}
 
 
 class Cache:
-    def __init__(self, tokens: TokenAuth, registry: CollectorRegistry) -> None:
-        self.tokens = tokens
+    def __init__(self, tokens: TokenAuth, side: SideRequests, registry: CollectorRegistry) -> None:
+        self.tokens, self.side = tokens, side
+        self.checks = ClientChecks(side, tokens.provenances)
+        self.tags: Tags | None = None
         self.store: Store | None = None
         self.index: Index | None = None
         self.files: FileServer | None = None
@@ -73,6 +84,9 @@ class Cache:
         load_options(loader)
 
     def configure(self, updated: set[str]) -> None:
+        for option in ("regmirror_tag_ttl", "regmirror_stale_if_error"):
+            if option in updated and getattr(ctx.options, option) < 0:
+                raise exceptions.OptionsError(f"{option} must be 0 or more seconds")
         if "regmirror_cache" in updated:
             self._open(ctx.options.regmirror_cache)
         if {"regmirror_cache", "regmirror_cache_max_size"} & updated and self.store:
@@ -87,7 +101,7 @@ class Cache:
     def _open(self, directory: str) -> None:
         if self.index:
             self.index.close()
-        self.store = self.index = None
+        self.store = self.index = self.tags = None
         if not directory:
             return
         try:
@@ -95,6 +109,7 @@ class Cache:
         except (CacheError, sqlite3.Error) as e:
             raise exceptions.OptionsError(f"regmirror_cache: {e}") from e
         self.store, self.index = store, index
+        self.tags = Tags(index, self.side, self.checks)
         self.size = index.total_size()
         self.metrics.size.set(self.size)
 
@@ -118,8 +133,11 @@ class Cache:
         if flow.response or flow.error or not r or not self.index:
             return
         kind = KINDS.get(r.get("op", ""))
-        digest = r.get("reference", "")
-        if not kind or not cacheable(digest) or flow.request.method not in ("GET", "HEAD"):
+        reference = r.get("reference", "")
+        by_digest = cacheable(reference)
+        if not kind or flow.request.method not in ("GET", "HEAD"):
+            return
+        if not by_digest and kind != "manifest":
             return
         now = time.time()
         result = outcome(flow)
@@ -129,18 +147,33 @@ class Cache:
         result["cache"] = "miss"
         if r.get("via"):  # fetched where the upstream redirected a miss: fill it, once counted
             return
-        if not self.files or not self.store:
+        if not self.files or not self.store or not self.tags:
             return self.metrics.lookups.labels(r["upstream"], kind, "miss").inc()
         lookup = Lookup(self.store, self.index, self.files, self.verified, self.metrics)
-        url = lookup.following(r, digest, self._filling.get(digest))
-        url = url or await lookup.cached(r, digest)
+        if by_digest:
+            url = lookup.following(r, reference, self._filling.get(reference))
+            link = None if url else await self._readable(flow, r, lookup.linked(r, reference))
+            state = "hit"
+        else:
+            link, state = await self.tags.lookup(flow, r, lookup)
+            url = ""
+        url = url or (await lookup.file_url(link) if link else "")
+        result["cache"] = state if url else "miss"
+        self.metrics.lookups.labels(r["upstream"], kind, result["cache"]).inc()
         if not url:
-            return self.metrics.lookups.labels(r["upstream"], kind, "miss").inc()
-        result["cache"] = "hit"
-        self.metrics.lookups.labels(r["upstream"], kind, "hit").inc()
+            return
         to_files(flow.request, url)
-        if self.access.touch(digest, now):
+        if self.access.touch(link.digest if link else reference, now):
             asyncio.get_running_loop().create_task(self._flush_access())
+
+    async def _readable(self, flow: http.HTTPFlow, r: Route, link: Link | None) -> Link | None:
+        """The link, if this client may read what it leads to (decisions.may_read)."""
+        if link is None:
+            return None
+        checked = False
+        if link.provenance == CLIENT and outcome(flow).get("provenance") == CLIENT:
+            checked = await self.checks.accepted(flow.request, r["registry"], r["name"])
+        return link if decisions.may_read(link.provenance, checked) else None
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         r, resp = route(flow), flow.response
@@ -174,16 +207,28 @@ class Cache:
 
     async def response(self, flow: http.HTTPFlow) -> None:
         r, resp = route(flow), flow.response
-        if not r or not resp or not self.store or not self.index:
+        if not r or not resp or not self.store or not self.index or not self.tags:
             return
         result = outcome(flow)
         if flow in self._fills:
             fill, _ = self._fills.pop(flow)
             self._filling.pop(fill.digest, None)
             return await self._commit(flow, fill)
-        manifest = r.get("op") == names.MANIFEST and flow.request.method == "GET"
-        if manifest and result.get("cache") == "miss" and resp.status_code == 200:
-            await self._store_manifest(flow)
+        if r.get("op") != names.MANIFEST or result.get("cache") != "miss":
+            return
+        by_tag = not cacheable(r["reference"])
+        if flow.request.method == "GET" and resp.status_code == 200:
+            await self._store_manifest(flow, r)
+        elif by_tag:
+            await self.tags.answered(r, resp, resp.headers.get("Docker-Content-Digest", ""))
+
+    def _manifest_digest(self, r: Route, resp: http.Response) -> str:
+        """The digest a manifest answer must have: the one asked for, or for a tag the one
+        the upstream says (or, when it says none, the body's own)."""
+        if cacheable(r["reference"]):
+            return r["reference"]
+        said = resp.headers.get("Docker-Content-Digest", "")
+        return said or "sha256:" + hashlib.sha256(resp.content or b"").hexdigest()
 
     def error(self, flow: http.HTTPFlow) -> None:
         if entry := self._fills.pop(flow, None):
@@ -191,15 +236,13 @@ class Cache:
             entry[0].abort()
             self._failed(flow, entry[0].reason or "aborted")
 
-    async def _store_manifest(self, flow: http.HTTPFlow) -> None:
+    async def _store_manifest(self, flow: http.HTTPFlow, r: Route) -> None:
         assert self.store and flow.response
-        r = route(flow)
-        assert r is not None
-        digest, body = r["reference"], flow.response.content or b""
+        digest, body = self._manifest_digest(r, flow.response), flow.response.content or b""
         if self.store.filling(digest):
             return
         fill = self.store.fill(digest, len(body))
-        if fill is None:
+        if fill is None:  # a digest of another algorithm, or none at all
             return
         fill.write(body)
         await self._commit(flow, fill)
@@ -211,15 +254,25 @@ class Cache:
         media_type = flow.response.headers.get("Content-Type", "application/octet-stream")
         kind = KINDS[r["op"]]
         index, now = self.index, time.time()
+        registry, name, reference = r["registry"], r["name"], r["reference"]
+        tag = None if cacheable(reference) else (reference, now)
+        if kind == "manifest" and self.tags:
+            tag = tag or self.tags.pending(registry, name, fill.digest)
 
         def record() -> None:
             index.add(fill.digest, fill.written, media_type, kind, now)
-            index.link(r["registry"], r["name"], fill.digest, result.get("provenance", "client"))
+            index.link(registry, name, fill.digest, result.get("provenance", "client"))
+            if tag:
+                index.set_tag(registry, name, tag[0], fill.digest, media_type, tag[1])
 
         try:
             fill.verify()
         except FillFailed as e:
-            return self._failed(flow, e.reason)
+            self._failed(flow, e.reason)
+            if kind == "manifest":  # whole in memory: the client gets a 502, not bad bytes
+                bad_upstream(flow, f"upstream sent a manifest that is not {fill.digest}")
+                replace_bad_upstream(flow)
+            return
         # The client's answer ends only after this hook: the durable part (fsync, rename,
         # index row) runs on without it.
         task = asyncio.get_running_loop().create_task(self._durable(fill, record))
@@ -249,13 +302,17 @@ class Cache:
             await asyncio.to_thread(self.index.touch_many, self.access.drain(time.time()))
 
     async def _evict(self) -> None:
+        """Down to 90 % of the limit; again while fills committed meanwhile keep the cache
+        above it (they skip eviction while one runs)."""
         assert self.index and self.store
         self._evicting = True
         try:
-            await self._flush_access()
-            evicted = await evict(self.index, self.store, self.max_size)
-            self.metrics.evictions.inc(evicted)
-            self.size = await asyncio.to_thread(self.index.total_size)
-            self.metrics.size.set(self.size)
+            evicted = 1
+            while evicted and self.size > self.max_size:
+                await self._flush_access()
+                evicted = await evict(self.index, self.store, self.max_size)
+                self.metrics.evictions.inc(evicted)
+                self.size = await asyncio.to_thread(self.index.total_size)
+                self.metrics.size.set(self.size)
         finally:
             self._evicting = False

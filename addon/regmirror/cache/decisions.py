@@ -55,6 +55,37 @@ def upstream_failed(status: int | None, error: str | None) -> bool:
     return status >= 500 or status in _FAILURE_STATUSES
 
 
+CURRENT, MOVED, GONE, FAILED, PASS = "current", "moved", "gone", "failed", "pass"
+
+
+def revalidation(
+    status: int | None, error: str | None, digest: str, cached: str, offline: bool
+) -> str:
+    """What the upstream's answer to a HEAD of a cached tag says:
+    - CURRENT: 200 with the cached digest, served from the cache;
+    - MOVED: 200 with another digest (or none): the new manifest is fetched;
+    - GONE: 404: the tag is dropped and the 404 passed on;
+    - FAILED: the upstream could not answer (upstream_failed), or asked a client that holds
+      the mirror's offline token for a token it cannot get: a stale answer may stand in;
+    - PASS: anything else (401, 403, ...): the upstream's answer goes to the client."""
+    if upstream_failed(status, error) or (offline and status == 401):
+        return FAILED
+    if status == 404:
+        return GONE
+    if status == 200:
+        return CURRENT if digest == cached else MOVED
+    return PASS
+
+
+def acceptable(media_type: str, accept: list[str]) -> bool:
+    """May a manifest of `media_type` answer a request with these Accept headers? No Accept
+    takes anything (distribution's default); otherwise its type or a wildcard must be
+    listed, since an upstream answers another type (or converts) for such a client."""
+    types = {part.split(";")[0].strip().lower() for value in accept for part in value.split(",")}
+    types.discard("")
+    return not types or bool({media_type.lower(), "*/*", "application/*"} & types)
+
+
 def may_read(provenance: str, client_checked: bool) -> bool:
     """May this client be served content with this provenance? Content fetched anonymously or
     with the route's credentials: every client the mirror lets through. Content fetched with

@@ -1,6 +1,6 @@
-"""Whether a request for content by digest can be answered from the cache, and where: the
-committed file, or (single flight) a fill in progress for the same repository. Only for
-content this client may read (decisions.may_read), and only as verified (integrity.py)."""
+"""Where the cache holds what a request asks for: the committed file of a digest linked to the
+repository, or (single flight) a fill in progress for the same repository; and what it
+knows of a tag. Only as verified (integrity.py); who may read it is the caller's decision."""
 
 import asyncio
 import logging
@@ -11,7 +11,7 @@ from mitmproxy import http
 from ..record import Route
 from . import decisions
 from .files import FileServer
-from .index import Index
+from .index import Index, Link, Tag
 from .integrity import Verified
 from .metrics import CacheMetrics
 from .store import Store
@@ -55,19 +55,27 @@ class Lookup:
             return ""
         return self.files.follow_url(digest, media_type)
 
-    async def cached(self, r: Route, digest: str) -> str:
-        """The URL of the committed file, when it is linked to the repository, readable by
-        all, and intact; "" otherwise."""
+    def linked(self, r: Route, digest: str) -> Link | None:
+        """The link of `digest` to the repository asked for, if the cache holds it."""
         try:
-            link = self.index.linked(r["registry"], r["name"], digest)
+            return self.index.linked(r["registry"], r["name"], digest)
         except sqlite3.Error as e:  # locked past its timeout, or damaged: go upstream
             self.fault("index", f"cache index unusable, answering from upstream: {e}")
+            return None
+
+    def tag(self, r: Route) -> Tag | None:
+        """What the cache knows of the tag asked for."""
+        try:
+            return self.index.tag(r["registry"], r["name"], r["reference"])
+        except sqlite3.Error as e:
+            self.fault("index", f"cache index unusable, answering from upstream: {e}")
+            return None
+
+    async def file_url(self, link: Link) -> str:
+        """The URL of the committed file, when it is intact; "" otherwise."""
+        if not await self.intact(link.digest, link.size):
             return ""
-        if link is None or not decisions.may_read(link.provenance, client_checked=False):
-            return ""
-        if not await self.intact(digest, link.size):
-            return ""
-        return self.files.url(digest, link.media_type)
+        return self.files.url(link.digest, link.media_type)
 
     async def intact(self, digest: str, size: int) -> bool:
         """The file is there and verified; a corrupted one is dropped."""

@@ -23,3 +23,25 @@ def load_options(loader) -> None:
         down to 90 %. Empty: the smaller of 20 GiB and half the free space at start.
         """,
     )
+    loader.add_option(
+        "regmirror_tag_ttl",
+        int,
+        0,
+        """
+        Seconds a cached tag is served without asking the upstream. After that (and with
+        0, always) a pull by tag first sends the upstream a HEAD of the tag, which Docker
+        Hub does not count against its pull limit: when the digest is unchanged, the
+        manifest comes from the cache; when the tag moved, the new one is fetched.
+        """,
+    )
+    loader.add_option(
+        "regmirror_stale_if_error",
+        int,
+        604800,
+        """
+        Seconds after its last validation that a cached tag is still served when the
+        upstream fails (refused or reset connection, timeout, 5xx, 429): a stale answer,
+        said so in the log and the metrics. 0 turns it off. Content by digest never goes
+        stale. An upstream 404 drops the tag; 401 and 403 pass through.
+        """,
+    )

@@ -160,6 +160,8 @@ def ending(flow: http.HTTPFlow, result: Outcome) -> str:
         parts.append(code)
     if by := result.get("answered_by"):
         parts.append(f"by {by}")
+    if result.get("offline"):
+        parts.append("offline")
     if cache := result.get("cache"):
         parts.append(cache if cache.startswith("fill failed") else f"cache {cache}")
     if 200 <= resp.status_code < 300 and flow.request.method != "HEAD":

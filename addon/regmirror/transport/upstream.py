@@ -66,18 +66,24 @@ class UpstreamConnections:
         host, port = data.server.address[:2]
         # keep_host_header would otherwise send the client's SNI (the mirror's name).
         data.server.sni = None if _is_ip(host) else host
-        if self.reachable.get((host, port), 0) > time.monotonic():
-            return
+        if error := await self.unreachable(host, port):
+            data.server.error = error
+
+    async def unreachable(self, host: str, port: int, remembered: bool = True) -> str | None:
+        """Why `host:port` cannot be connected to now, or None. A success is remembered for
+        a while; `remembered=False` asks anew (to tell an outage at once)."""
+        if remembered and self.reachable.get((host, port), 0) > time.monotonic():
+            return None
         timeout = ctx.options.regmirror_upstream_timeout
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
         except TimeoutError:
-            data.server.error = f"connection to {host}:{port} timed out after {timeout:g} s"
+            return f"connection to {host}:{port} timed out after {timeout:g} s"
         except OSError as e:
-            data.server.error = f"cannot connect to {host}:{port}: {e.strerror or e}"
-        else:
-            writer.close()
-            self.reachable[(host, port)] = time.monotonic() + REACHABLE_TTL
+            return f"cannot connect to {host}:{port}: {e.strerror or e}"
+        writer.close()
+        self.reachable[(host, port)] = time.monotonic() + REACHABLE_TTL
+        return None
 
     def request(self, flow: http.HTTPFlow) -> None:
         timeout = ctx.options.regmirror_response_timeout
