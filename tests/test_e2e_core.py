@@ -234,15 +234,21 @@ def test_ctr_pull_through_hosts_toml(mirror, containerd, hosts_dir, images):
     assert "manifest docker.io/library/multi:1 [ns] -> 200" in mirror.log_text()
 
 
-def test_unreachable_upstream_is_502_in_registry_format(mirror_factory, tmp_path):
+def test_unreachable_upstream_is_502_in_registry_format_even_offline(mirror_factory, tmp_path):
     from tests.support.procs import free_port
 
     mirror = mirror_factory(f"http://127.0.0.1:{free_port()}")
     r = httpx.get(f"{mirror.url}/v2/x/manifests/1", timeout=30)
     assert r.status_code == 502
     assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
+    # offline: the token request gets a token of the mirror's own, which fetches nothing
+    # that is not cached
     r = httpx.get(f"{mirror.url}/v2/auth?scope=repository:x:pull", timeout=30)
+    assert r.status_code == 200 and r.json()["token"].startswith("regmirror-offline.")
+    auth = {"Authorization": f"Bearer {r.json()['token']}"}
+    r = httpx.get(f"{mirror.url}/v2/x/manifests/1", headers=auth, timeout=30)
     assert r.status_code == 502
+    assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
 
 
 def test_tls_upstream_is_verified_under_its_own_name(mirror_factory, tmp_path, images, skopeo):
