@@ -3,7 +3,7 @@ podman's second pull, eviction under a small `regmirror_cache_max_size`, and con
 digest served from the cache after a restart with the upstream registry stopped.
 
 Real parts: a fresh distribution with token auth per test as "docker.io" (what reached it
-is counted from its access log), podman and skopeo, the mirror as `mitmdump -s`.
+is counted from its access log), podman, skopeo and ctr, the mirror as `mitmdump -s`.
 """
 
 import threading
@@ -11,11 +11,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.support.clients import Skopeo
+from tests.support.clients import CommandError, Skopeo, write_hosts_toml
 from tests.support.images import BuiltImage, build_image, push, random_bytes
+from tests.support.mirror import Mirror
 from tests.support.tokenserver import PUSHER_CREDS
+from tests.support.upstream import Upstream
 from tests.test_e2e_cache import (
     UpstreamLog,
     assert_logged,
@@ -24,8 +27,10 @@ from tests.test_e2e_cache import (
     by_tag,
     cache_mirror,
     check_dir_copy,
+    check_oci_copy,
     digests_of,
     eventually,
+    lookups,
     metric,
     path_of,
     stored_path,
@@ -161,3 +166,96 @@ def test_eviction_keeps_the_cache_near_its_bound_and_pulls_correct(
     pull(first, tmp_path / "pulls" / "again")
     assert set(evicted) <= digests_of(upstream.between(start, upstream.mark()))
     assert_stored(cache, evicted)  # kept again, the newest now
+
+
+# ------------------------------------------------------------------------------------------
+# persistence: content by digest is served after a restart with the upstream registry down
+# ------------------------------------------------------------------------------------------
+
+
+def by_digest_refs(images: dict[str, BuiltImage]) -> dict[str, BuiltImage]:
+    """library/testimg by its manifest's digest, library/multi by its index's."""
+    repos = ("library/testimg", "library/multi")
+    return {f"{repo}@{images[repo].digest}": images[repo] for repo in repos}
+
+
+def skopeo_copy_by_digest(
+    skopeo: Skopeo, mirror: Mirror, ref: str, image: BuiltImage, dest: Path
+) -> None:
+    """An index with `copy --all` to oci:, a manifest to dir:, checked either way."""
+    if image.index:
+        skopeo.copy(f"{mirror.host}/{ref}", f"oci:{dest}:1", all=True)
+        check_oci_copy(dest, image)
+    else:
+        skopeo.copy(f"{mirror.host}/{ref}", f"dir:{dest}")
+        check_dir_copy(dest, image)
+
+
+def restarted_with_the_upstream_registry_down(
+    mirror_factory, up: Upstream, images: dict[str, BuiltImage], tmp_path: Path
+) -> Mirror:
+    """skopeo pulls by_digest_refs through a mirror, which is then stopped, and so is the
+    upstream registry (its token service runs on). Returns a new mirror on the same cache
+    directory, started while the registry is down."""
+    cache = tmp_path / "cache"
+    first = cache_mirror(mirror_factory, tmp_path, up.url)
+    skopeo = Skopeo(tmp_path / "skopeo1")
+    for i, (ref, image) in enumerate(by_digest_refs(images).items()):
+        skopeo_copy_by_digest(skopeo, first, ref, image, tmp_path / f"pull1-{i}")
+        assert_stored(cache, image.blob_digests())
+    first.stop()
+    up.registry.stop()
+    (tmp_path / "again").mkdir()
+    return cache_mirror(mirror_factory, tmp_path / "again", up.url, regmirror_cache=str(cache))
+
+
+def assert_served_from_the_cache(mirror: Mirror, content: set[str]) -> None:
+    assert_logged(mirror, 0, content, "cache hit")
+    assert lookups(mirror, "blob", "miss") == lookups(mirror, "manifest", "miss") == 0
+
+
+def test_ctr_pulls_by_digest_after_a_restart_with_the_upstream_registry_down(
+    mirror_factory, upstream_factory, containerd, hosts_dir, images, tmp_path
+):
+    up = upstream_factory(repos=["library/testimg", "library/multi"])
+    mirror = restarted_with_the_upstream_registry_down(mirror_factory, up, images, tmp_path)
+    write_hosts_toml(hosts_dir, "docker.io", mirror.url)
+    ns = containerd.new_namespace()
+    content: set[str] = set()
+    for ref, image in by_digest_refs(images).items():
+        containerd.pull(f"docker.io/{ref}", hosts_dir, namespace=ns)
+        assert containerd.image_digest(f"docker.io/{ref}", namespace=ns) == image.digest
+        # containerd fetches the index (if any), the host's platform manifest, its config
+        # and layers, all by digest
+        content |= {image.digest, *image.platforms["linux/amd64"].digests}
+    assert containerd.content_digests(namespace=ns) >= content
+    assert_served_from_the_cache(mirror, content)
+
+
+def test_skopeo_pulls_by_digest_after_a_restart_with_the_upstream_registry_down(
+    mirror_factory, upstream_factory, images, tmp_path
+):
+    """skopeo pings /v2/ first and asks the realm for a token; the restarted mirror knows
+    neither the challenge nor the realm (it learns them from the registry, in memory), so
+    until the offline ping (issue 10, item 7) it answers both 502 and skopeo gives up: then
+    this test is an expected failure, with what the mirror answered."""
+    up = upstream_factory(repos=["library/testimg", "library/multi"])
+    mirror = restarted_with_the_upstream_registry_down(mirror_factory, up, images, tmp_path)
+    skopeo = Skopeo(tmp_path / "skopeo2")
+    content: set[str] = set()
+    for i, (ref, image) in enumerate(by_digest_refs(images).items()):
+        try:
+            skopeo_copy_by_digest(skopeo, mirror, ref, image, tmp_path / f"pull2-{i}")
+        except CommandError as e:
+            if "pinging container registry" not in e.stderr:
+                raise
+            scope = f"repository:{ref.split('@')[0]}:pull"
+            ping = httpx.get(f"{mirror.url}/v2/", timeout=10)
+            query = {"service": "test-registry", "scope": scope}
+            token = httpx.get(f"{mirror.url}/v2/auth", params=query, timeout=10)
+            pytest.xfail(
+                f"no offline ping yet: GET /v2/ -> {ping.status_code} {ping.text.strip()}; "
+                f"GET /v2/auth -> {token.status_code} {token.text.strip()}"
+            )
+        content |= image.blob_digests()
+    assert_served_from_the_cache(mirror, content)
