@@ -495,6 +495,9 @@ def test_content_fetched_with_a_clients_credentials_is_not_served_to_others(
         anonymous = mirror_token(c, "private/secret")  # a token without access to it
         public = mirror_token(c, "library/testimg")
         oci = anonymous | {"Accept": OCI_ACCEPT}
+        hits = {kind: lookups(mirror, kind, "hit") for kind in ("blob", "manifest")}
+        misses = {kind: lookups(mirror, kind, "miss") for kind in ("blob", "manifest")}
+        log_start = len(mirror.log_text())
         start = upstream.mark()
         answers = [
             ("GET", manifest_path, c.get(manifest_path, headers={"Accept": OCI_ACCEPT})),
@@ -512,6 +515,15 @@ def test_content_fetched_with_a_clients_credentials_is_not_served_to_others(
     assert answers[-1][2].json()["errors"][0]["code"] == "BLOB_UNKNOWN"
     # each refusal is the upstream's: every request reached it, and it said no
     assert Counter(refused) <= Counter((e.method, path_of(e), e.status) for e in reached)
+    # and the mirror says so: each was a miss, none a hit
+    assert {kind: lookups(mirror, kind, "hit") for kind in hits} == hits
+    assert {kind: lookups(mirror, kind, "miss") - misses[kind] for kind in misses} == {
+        "blob": 3,
+        "manifest": 3,
+    }
+    text = mirror.log_text()[log_start:]
+    assert log_lines(text, layer, "library/testimg", "404", "cache miss"), text
+    assert not log_lines(text, layer, "cache hit") + log_lines(text, secret.digest, "cache hit")
 
 
 # ------------------------------------------------------------------------------------------
