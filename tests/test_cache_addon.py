@@ -58,6 +58,8 @@ async def test_a_verified_fill_is_stored_and_linked(chain):
     assert sent == BODY and not f.error
     assert cache.store.has(DIGEST)
     assert cache.index.linked("docker.io", "library/x", DIGEST).provenance == ANONYMOUS
+    assert cache.metrics.entries._value.get() == 1
+    assert cache.metrics.size._value.get() == len(BODY)
 
 
 async def test_a_mismatch_is_never_stored_and_the_client_never_gets_a_whole_body(chain):

@@ -1,6 +1,8 @@
+import pytest
 from mitmproxy import flow
 from mitmproxy.test import taddons
 from regmirror.observe.metrics import Metrics, parse_ratelimit, served_bytes
+from regmirror.record import outcome
 from regmirror.routing.router import Router
 
 from tests.flowutil import respond, reverse_flow
@@ -79,12 +81,12 @@ def test_counters_move():
     by_router = {"operation": "manifest", "by": "router"}
     assert value("regmirror_answered_by_mirror_total", by_router) == 1
     assert value("regmirror_token_fetches_total", {"route": HUB, "status": "200"}) == 1
-    served = {"route": HUB, "operation": "blob"}
+    served = {"route": HUB, "operation": "blob", "source": "upstream"}
     assert value("regmirror_served_bytes_total", served) == 27_100_000
+    manifests = served | {"operation": "manifest"}
+    assert value("regmirror_served_bytes_total", manifests) == 100
     refusal = len(rejected.response.content)  # the 405 the router answered counts too
-    assert (
-        value("regmirror_served_bytes_total", served | {"operation": "manifest"}) == 100 + refusal
-    )
+    assert value("regmirror_served_bytes_total", manifests | {"source": "mirror"}) == refusal
     assert value("regmirror_upstream_throttled_total", {"route": HUB}) == 1
     assert value("regmirror_upstream_ratelimit_remaining", {"route": HUB}) == 76
     assert value("regmirror_upstream_ratelimit_limit", {"route": HUB}) == 100
@@ -93,6 +95,24 @@ def test_counters_move():
     assert value("regmirror_upstream_latency_seconds_count", latency) == 2
     assert value("regmirror_upstream_latency_seconds_bucket", latency | {"le": "0.25"}) == 2
     assert value("regmirror_upstream_latency_seconds_bucket", latency | {"le": "0.1"}) == 0
+
+
+@pytest.mark.parametrize("result", ["hit", "stale"])
+def test_answers_from_the_cache_are_counted_as_its_bytes_and_never_as_upstream(result):
+    router, metrics = Router(), Metrics()
+    value = metrics.registry.get_sample_value
+    with taddons.context(router, metrics):
+        f = reverse_flow("GET", f"/v2/nginx/blobs/{D}")
+        router.requestheaders(f)
+        outcome(f)["cache"] = result  # the cache routed it to its file server
+        metrics.request(f)
+        respond(f, 200, {}, b"x" * 10)
+        metrics.responseheaders(f)
+        metrics.response(f)
+    served = {"route": HUB, "operation": "blob"}
+    assert value("regmirror_served_bytes_total", served | {"source": "cache"}) == 10
+    assert value("regmirror_served_bytes_total", served | {"source": "upstream"}) is None
+    assert value("regmirror_upstream_latency_seconds_count", served) is None
 
 
 def test_flows_of_other_modes_are_not_counted():

@@ -112,6 +112,7 @@ class Cache:
         self.tags = Tags(index, self.side, self.checks)
         self.size = index.total_size()
         self.metrics.size.set(self.size)
+        self.metrics.entries.set(index.count())
 
     async def running(self) -> None:
         if self.store:
@@ -290,6 +291,8 @@ class Cache:
         self.verified.mark(fill.digest, fill.final_path)
         self.size += 0 if existed else fill.written
         self.metrics.size.set(self.size)
+        if not existed:
+            self.metrics.entries.inc()
         if self.size > self.max_size and not self._evicting:
             await self._evict()
 
@@ -314,5 +317,6 @@ class Cache:
                 self.metrics.evictions.inc(evicted)
                 self.size = await asyncio.to_thread(self.index.total_size)
                 self.metrics.size.set(self.size)
+                self.metrics.entries.set(await asyncio.to_thread(self.index.count))
         finally:
             self._evicting = False

@@ -8,7 +8,8 @@ class CacheMetrics:
         r = registry
         self.lookups = Counter(
             "regmirror_cache_lookups",
-            "Requests for content by digest the cache could serve, by result: hit or miss.",
+            "Requests for content by digest or manifests by tag the cache could serve, by "
+            "result: hit, miss, or stale (a tag served while the upstream fails).",
             ["route", "operation", "result"],
             registry=r,
         )
@@ -24,3 +25,6 @@ class CacheMetrics:
             registry=r,
         )
         self.size = Gauge("regmirror_cache_size_bytes", "Bytes in the cache.", registry=r)
+        self.entries = Gauge(
+            "regmirror_cache_entries", "Blobs and manifests in the cache.", registry=r
+        )

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from ..record import KEY, outcome, route
 from .describe import metric_label, response_size
 
+SERVED_BY_CACHE = ("hit", "stale")  # cache results answered from its files
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -30,6 +31,15 @@ def served_bytes(method: str, resp: http.Response) -> int:
     return 0 if method == "HEAD" else response_size(resp)
 
 
+def source(flow: http.HTTPFlow) -> str:
+    """Where an answer came from: the cache (a hit, or a stale tag), the mirror itself, or
+    an upstream."""
+    result = outcome(flow)
+    if result.get("cache") in SERVED_BY_CACHE:
+        return "cache"
+    return "mirror" if result.get("answered_by") else "upstream"
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -44,8 +54,9 @@ class Metrics:
         )
         self.served = Counter(
             "regmirror_served_bytes",
-            "Response body bytes served to clients (by Content-Length for streamed blobs).",
-            ["route", "operation"],
+            "Response body bytes served to clients (by Content-Length for streamed blobs), by "
+            "source: upstream, cache (hits and stale answers) or mirror (its own answers).",
+            ["route", "operation", "source"],
             registry=r,
         )
         self.latency = Histogram(
@@ -94,7 +105,7 @@ class Metrics:
         # cache hit, to the cache's file server, which is no upstream).
         if flow.response or flow.error or KEY not in flow.metadata:
             return
-        if outcome(flow).get("cache") == "hit":
+        if outcome(flow).get("cache") in SERVED_BY_CACHE:
             return
         self.sent_upstream.add(flow)
 
@@ -121,7 +132,7 @@ class Metrics:
             return
         (upstream, op), status = labels(flow), str(resp.status_code)
         self.requests.labels(upstream, op, status).inc()
-        self.served.labels(upstream, op).inc(served_bytes(flow.request.method, resp))
+        self.served.labels(upstream, op, source(flow)).inc(served_bytes(flow.request.method, resp))
         if by := outcome(flow).get("answered_by"):
             self.answered.labels(op, by).inc()
         elif op == "token":
