@@ -386,6 +386,7 @@ def test_hits_answer_like_the_upstream_and_honour_range(
         assert int(r.headers["Content-Length"]) == layer.size
         assert r.headers["Docker-Content-Digest"] == layer.digest
         assert r.headers["Content-Type"] == direct_blob.headers["Content-Type"]
+        assert r.headers["ETag"] == direct_blob.headers["ETag"] == f'"{layer.digest}"'
     assert got.content == data
     assert raw_heads == [([200], b""), ([200], b"")]  # HEAD: nothing after the head
     assert part.status_code == 206
@@ -401,6 +402,7 @@ def test_hits_answer_like_the_upstream_and_honour_range(
         assert int(r.headers["Content-Length"]) == manifest.size
         assert r.headers["Docker-Content-Digest"] == manifest.digest
         assert r.headers["Content-Type"] == direct_manifest.headers["Content-Type"]
+        assert r.headers["ETag"] == direct_manifest.headers["ETag"] == f'"{manifest.digest}"'
     assert direct_manifest.headers["Content-Type"] == manifest.media_type
     assert sha256_digest(m_get.content) == manifest.digest
     assert_logged(mirror, 0, [layer.digest, manifest.digest], "cache hit")

@@ -80,6 +80,7 @@ def _headers(request: web.Request, digest: str) -> dict[str, str]:
     return {
         "Content-Type": request.query.get("type") or "application/octet-stream",
         "Docker-Content-Digest": digest,
+        "ETag": f'"{digest}"',  # as distribution: the entity tag of content is its digest
         "Docker-Distribution-Api-Version": "registry/2.0",
     }
 
@@ -91,6 +92,12 @@ class _CachedFile(web.FileResponse):
     def __init__(self, store: Store, digest: str, headers: dict[str, str]) -> None:
         super().__init__(store.path(digest), headers=headers)
         self._store, self._digest = store, digest
+
+    # aiohttp sets its own entity tag (mtime and size) as it prepares: keep the digest
+    etag = property(
+        web.FileResponse.etag.fget,
+        lambda self, _: web.FileResponse.etag.fset(self, self._digest),  # type: ignore[attr-defined]
+    )
 
     async def prepare(self, request: web.BaseRequest):  # type: ignore[override]
         with self._store.reading(self._digest):
