@@ -476,6 +476,32 @@ def test_a_corrupted_blob_is_never_stored_nor_delivered_whole(
 # ------------------------------------------------------------------------------------------
 
 
+def test_content_fetched_with_a_clients_credentials_is_served_to_her_once_the_upstream_agrees(
+    mirror_factory, upstream_factory, images, tmp_path
+):
+    up = upstream_factory(repos=["private/secret"])
+    mirror = cache_mirror(mirror_factory, tmp_path, up.url)
+    upstream = UpstreamLog(up.registry)
+    secret = images["private/secret"]
+    Skopeo(tmp_path / "s1").copy(
+        f"{mirror.host}/private/secret:1", f"dir:{tmp_path / 'pull1'}", creds=ALICE_CREDS
+    )
+    assert_stored(tmp_path / "cache", [secret.digest, *secret.single.digests[1:]])
+
+    log_start = len(mirror.log_text())
+    start = upstream.mark()
+    Skopeo(tmp_path / "s2").copy(
+        f"{mirror.host}/private/secret:1", f"dir:{tmp_path / 'pull2'}", creds=ALICE_CREDS
+    )
+    check_dir_copy(tmp_path / "pull2", secret)
+    second = upstream.between(start, upstream.mark())
+    # the upstream was asked whether alice's token may read the repository (the tag's
+    # HEAD), and the answer was remembered: no GET of content, no further check
+    assert [(e.method, e.status) for e in by_tag(second)] == [("HEAD", 200)]
+    assert by_digest(second) == []
+    assert_logged(mirror, log_start, secret.single.digests[1:], "cache hit")
+
+
 def test_content_fetched_with_a_clients_credentials_is_not_served_to_others(
     mirror_factory, upstream_factory, skopeo, images, tmp_path
 ):

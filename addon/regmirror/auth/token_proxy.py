@@ -83,8 +83,7 @@ class TokenAuth:
         r = route(flow)
         if flow.response or flow.error or not r:
             return
-        if r["op"] != names.TOKEN:
-            self._take_offline_token(flow)
+        self._take_offline_token(flow)
         if r["op"] == names.PING:
             return await self._answer_ping(flow, r)
         if r["op"] != names.TOKEN:
