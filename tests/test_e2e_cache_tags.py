@@ -14,14 +14,12 @@ the token request itself, and skopeo, dockerd and ctr pull what is cached, also 
 restart of the mirror.
 """
 
-from pathlib import Path
-
 import httpx
 import pytest
 
 from tests.support.clients import Skopeo, write_hosts_toml
 from tests.support.corrupt import CorruptingFront
-from tests.support.images import BuiltImage, build_image, hello_layers, push, sha256_digest
+from tests.support.images import build_image, hello_layers, push, sha256_digest
 from tests.support.mirror import Mirror
 from tests.support.tokenserver import PUSHER_CREDS
 from tests.test_e2e_cache import (
@@ -32,26 +30,17 @@ from tests.test_e2e_cache import (
     by_tag,
     cache_mirror,
     check_dir_copy,
-    check_oci_copy,
     eventually,
     lookups,
     mirror_token,
     path_of,
+    skopeo_pull,
 )
 
 pytestmark = pytest.mark.e2e
 
 TESTIMG_TAG = "/v2/library/testimg/manifests/1"
 MULTI_TAG = "/v2/library/multi/manifests/1"
-
-
-def pull_both(skopeo: Skopeo, mirror: Mirror, out: Path, images: dict[str, BuiltImage]) -> None:
-    """library/testimg:1 to dir: and all of library/multi:1 to oci:, both checked."""
-    out.mkdir()
-    skopeo.copy(f"{mirror.host}/library/testimg:1", f"dir:{out / 'testimg'}")
-    skopeo.copy(f"{mirror.host}/library/multi:1", f"oci:{out / 'multi'}:1", all=True)
-    check_dir_copy(out / "testimg", images["library/testimg"])
-    check_oci_copy(out / "multi", images["library/multi"])
 
 
 def assert_tag_logged(mirror: Mirror, since: int, ref: str, *words: str) -> None:
@@ -77,13 +66,13 @@ def test_a_second_pull_asks_the_upstream_one_head_per_tag(
     up = upstream_factory(repos=["library/testimg", "library/multi"])
     mirror = cache_mirror(mirror_factory, tmp_path, up.url)
     upstream = UpstreamLog(up.registry)
-    pull_both(skopeo, mirror, tmp_path / "pull1", images)
+    skopeo_pull(skopeo, mirror, tmp_path / "pull1", images)
     multi = images["library/multi"]
     assert_stored(tmp_path / "cache", {images["library/testimg"].digest, multi.digest})
 
     log_start = len(mirror.log_text())
     start = upstream.mark()
-    pull_both(Skopeo(tmp_path / "skopeo2"), mirror, tmp_path / "pull2", images)
+    skopeo_pull(Skopeo(tmp_path / "skopeo2"), mirror, tmp_path / "pull2", images)
     second = upstream.between(start, upstream.mark())
     assert by_digest(second) == []
     assert sorted((e.method, path_of(e)) for e in by_tag(second)) == [
@@ -96,9 +85,9 @@ def test_a_second_pull_asks_the_upstream_one_head_per_tag(
 
     # within regmirror_tag_ttl the tag is not even revalidated
     fresh = cache_mirror(mirror_factory, tmp_path, up.url, regmirror_tag_ttl="3600")
-    pull_both(Skopeo(tmp_path / "skopeo3"), fresh, tmp_path / "pull3", images)
+    skopeo_pull(Skopeo(tmp_path / "skopeo3"), fresh, tmp_path / "pull3", images)
     start = upstream.mark()
-    pull_both(Skopeo(tmp_path / "skopeo4"), fresh, tmp_path / "pull4", images)
+    skopeo_pull(Skopeo(tmp_path / "skopeo4"), fresh, tmp_path / "pull4", images)
     assert by_tag(upstream.between(start, upstream.mark())) == []
 
 
@@ -130,13 +119,13 @@ def test_with_the_registry_down_cached_tags_and_digests_still_pull(
 ):
     up = upstream_factory(repos=["library/testimg", "library/multi"])
     mirror = cache_mirror(mirror_factory, tmp_path, up.url)
-    pull_both(skopeo, mirror, tmp_path / "pull1", images)
+    skopeo_pull(skopeo, mirror, tmp_path / "pull1", images)
     testimg = images["library/testimg"]
     assert_stored(tmp_path / "cache", [testimg.digest, images["library/multi"].digest])
     up.registry.stop()
 
     log_start = len(mirror.log_text())
-    pull_both(Skopeo(tmp_path / "skopeo2"), mirror, tmp_path / "pull2", images)
+    skopeo_pull(Skopeo(tmp_path / "skopeo2"), mirror, tmp_path / "pull2", images)
     out = tmp_path / "by-digest"
     Skopeo(tmp_path / "skopeo3").copy(
         f"{mirror.host}/library/testimg@{testimg.digest}", f"dir:{out}"
@@ -214,7 +203,7 @@ def test_offline_skopeo_docker_and_ctr_pull_what_is_cached(
     up = upstream_factory(repos=["library/testimg", "library/multi"])
     first = cache_mirror(mirror_factory, tmp_path, up.url)
     testimg, multi = images["library/testimg"], images["library/multi"]
-    pull_both(skopeo, first, tmp_path / "pull1", images)
+    skopeo_pull(skopeo, first, tmp_path / "pull1", images)
     assert_stored(tmp_path / "cache", [testimg.digest, multi.digest])
     first.stop()
     # a new mirror process (no upstream token kept in memory) learns the challenge, then
@@ -232,7 +221,7 @@ def test_offline_skopeo_docker_and_ctr_pull_what_is_cached(
         assert f'realm="{mirror.url}/v2/auth"' in ping.headers["WWW-Authenticate"]
         token = mirror_token(client, "library/testimg")
         assert token["Authorization"].startswith("Bearer regmirror-offline.")
-    pull_both(Skopeo(tmp_path / "skopeo2"), mirror, tmp_path / "pull2", images)
+    skopeo_pull(Skopeo(tmp_path / "skopeo2"), mirror, tmp_path / "pull2", images)
     write_hosts_toml(hosts_dir, "docker.io", mirror.url)
     ns = containerd.new_namespace()
     containerd.pull("docker.io/library/multi:1", hosts_dir, namespace=ns)
@@ -255,4 +244,4 @@ def test_offline_skopeo_docker_and_ctr_pull_what_is_cached(
         200,
         "registry/2.0",
     )
-    pull_both(Skopeo(tmp_path / "skopeo3"), again, tmp_path / "pull3", images)
+    skopeo_pull(Skopeo(tmp_path / "skopeo3"), again, tmp_path / "pull3", images)
