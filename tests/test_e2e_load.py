@@ -201,7 +201,9 @@ def test_connection_over_the_limit_gets_429_and_never_reaches_upstream(
     mirror_factory, plain_registry, images
 ):
     limit = 4
-    mirror = mirror_factory(plain_registry.url, {"regmirror_max_connections_per_client": limit})
+    # the connection lines tell when the mirror has forgotten a connection
+    options = {"regmirror_max_connections_per_client": limit, "regmirror_log_flows": "true"}
+    mirror = mirror_factory(plain_registry.url, options)
     manifest = images["library/testimg"].digest
     # the start-up probe's connection would count
     wait_until(lambda: forgotten(mirror, logged(mirror, "connect")), 10, "an idle mirror")

@@ -3,6 +3,7 @@ registry (token auth), pulled through by skopeo; the registry views read through
 HTTP API and in a real browser; metrics and health scraped from mitmdump; mitmdump's output
 checked for credentials."""
 
+import json
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -207,7 +208,8 @@ def test_mitmdump_output_masks_credentials(
     mirror_factory, registry: Registry, skopeo, images: dict[str, BuiltImage], tmp_path
 ):
     mirror = mirror_factory(
-        registry.url, {**hub_options(tmp_path, registry.url), "flow_detail": "3"}
+        registry.url,
+        {**hub_options(tmp_path, registry.url), "regmirror_log_flows": "true", "flow_detail": "3"},
     )
     data = skopeo.inspect(f"{mirror.host}/private/secret:1", creds=ALICE_CREDS)
     assert data["Digest"] == images["private/secret"].digest  # the wire kept the credentials
@@ -217,3 +219,29 @@ def test_mitmdump_output_masks_credentials(
     assert "JWT claims" in log  # the token answer, decoded
     assert "wonderland" not in log and "YWxpY2U6d29uZGVybGFuZA" not in log
     assert not JWT_RE.search(log)
+
+
+def test_the_default_log_is_one_line_per_operation_and_json_on_request(
+    mirror_factory, registry: Registry, skopeo, images: dict[str, BuiltImage], tmp_path
+):
+    image = images["library/testimg"]
+    text = mirror_factory(registry.url, hub_options(tmp_path, registry.url))
+    assert skopeo.inspect(f"{text.host}/library/testimg:1")["Digest"] == image.digest
+    log = text.log_text()
+    lines = [ln for ln in log.splitlines() if re.match(r"\[\d\d:\d\d:\d\d\.\d{3}\] \S", ln)]
+    assert any("pull manifest docker.io/library/testimg:1 -> 200" in ln for ln in lines)
+    for noise in ("client connect", "client disconnect", "server connect", "<< 200", "Streaming"):
+        assert noise not in log, f"{noise!r} in the default log"
+    operations = [ln for ln in lines if " -> " in ln]
+    assert len(operations) >= 3  # ping, token, manifest at least: one line each
+
+    json_mirror = mirror_factory(
+        registry.url, {**hub_options(tmp_path, registry.url), "regmirror_log_format": "json"}
+    )
+    assert skopeo.inspect(f"{json_mirror.host}/library/testimg:1")["Digest"] == image.digest
+    records = [json.loads(ln) for ln in json_mirror.log_text().splitlines() if ln.startswith("{")]
+    manifest = [r for r in records if r["operation"] == "pull manifest"]
+    assert manifest and manifest[0]["image"] == "docker.io/library/testimg:1"
+    assert manifest[0]["status"] == 200 and manifest[0]["client"].startswith("127.0.0.1:")
+    assert {"ping", "token"} <= {r["operation"] for r in records}
+    assert all(isinstance(r["ms"], int) and r["time"] for r in records)

@@ -1,7 +1,11 @@
+import json
 import logging
 
+import pytest
+from mitmproxy import exceptions
 from mitmproxy.test import taddons
 from regmirror.observe.oplog import OpLog
+from regmirror.record import outcome
 from regmirror.routing.router import Router
 
 from tests.flowutil import respond, reverse_flow
@@ -73,3 +77,39 @@ def test_refusals_name_who_refused(caplog):
         oplog.response(f)
     (line,) = [r.getMessage() for r in caplog.records if r.name == "regmirror.observe.oplog"]
     assert line.startswith("pull manifest docker.io/library/nginx:1 -> 405 UNSUPPORTED by router")
+
+
+def test_json_lines_carry_the_operations_facts_and_no_secret(capsys):
+    router, oplog = Router(), OpLog()
+    with taddons.context(router, oplog) as tctx:
+        tctx.configure(oplog, regmirror_log_format="json")
+        f = reverse_flow("GET", "/v2/nginx/manifests/1", headers={"Authorization": "Bearer SECRET"})
+        router.requestheaders(f)
+        outcome(f)["cache"] = "stale"
+        respond(f, 200, {"Content-Type": "application/json"}, b"x" * 42)
+        oplog.response(f)
+        tctx.configure(oplog, regmirror_log_format="text")
+    (line,) = capsys.readouterr().out.splitlines()
+    record = json.loads(line)
+    assert record["operation"] == "pull manifest"
+    assert record["image"] == "docker.io/library/nginx:1"
+    assert (record["status"], record["bytes"], record["cache"]) == (200, 42, "stale")
+    assert record["client"] and record["time"].endswith("+00:00")
+    assert "SECRET" not in line
+
+
+def test_quiet_by_default_drops_connection_lines_not_warnings():
+    oplog = OpLog()
+    server = logging.getLogger("mitmproxy.proxy.server")
+
+    def shown(level: int, message: str) -> bool:
+        return bool(server.filter(server.makeRecord(server.name, level, "", 0, message, (), None)))
+
+    with taddons.context(oplog) as tctx:
+        tctx.configure(oplog, regmirror_log_flows=False)  # the default, as mitmdump applies it
+        assert not shown(logging.INFO, "client connect")
+        assert shown(logging.WARNING, "server connection failed")
+        tctx.configure(oplog, regmirror_log_flows=True)
+        assert shown(logging.INFO, "client disconnect")
+    with taddons.context(oplog) as tctx, pytest.raises(exceptions.OptionsError, match="format"):
+        tctx.configure(oplog, regmirror_log_format="xml")
