@@ -245,4 +245,4 @@ def test_skopeo_pulls_by_digest_after_a_restart_with_the_upstream_registry_down(
         skopeo_copy_by_digest(skopeo, mirror, ref, image, tmp_path / f"pull2-{i}")
         content |= image.blob_digests()
     assert_served_from_the_cache(mirror, content)
-    assert "ping docker.io -> 200 by challenge cache offline" in mirror.log_text()
+    assert "ping docker.io -> 200 by token proxy offline" in mirror.log_text()

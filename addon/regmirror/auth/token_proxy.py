@@ -181,7 +181,7 @@ class TokenAuth:
         upstream = self.router.registry(flow).upstream
         if error := await self.connections.unreachable(upstream.host, upstream.port, False):
             outcome(flow)["offline"] = error
-            answer(flow, resp or offline_ping(head), "challenge cache")
+            answer(flow, *((resp, "challenge cache") if resp else (offline_ping(head), BY)))
 
     def request(self, flow: http.HTTPFlow) -> None:
         r = route(flow)
