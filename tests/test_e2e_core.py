@@ -301,7 +301,10 @@ def test_ctr_oauth2_password_grant_through_the_mirror(
 
 def test_plain_http_mirror_refuses_tls(mirror_factory, tmp_path, registry, skopeo, images):
     """regmirror_tls=false: skopeo's HTTPS attempt is refused and it falls back to HTTP."""
-    mirror = hub_mirror(mirror_factory, tmp_path, registry.url, regmirror_tls=False)
+    # the refusal is a connection line: shown with regmirror_log_flows
+    mirror = hub_mirror(
+        mirror_factory, tmp_path, registry.url, regmirror_tls=False, regmirror_log_flows=True
+    )
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     with (

@@ -156,7 +156,10 @@ def verify_oci_layout(dest: Path, image: BuiltImage) -> None:
 def mirror(mirror_factory, tmp_path, registry):
     cfg = tmp_path / "mirror.toml"
     cfg.write_text(f'[registries."docker.io"]\nurl = "{registry.url}"\n')
-    return mirror_factory(registry.url, {"regmirror_config": str(cfg)})
+    # the connection lines tell when the mirror has forgotten a connection
+    return mirror_factory(
+        registry.url, {"regmirror_config": str(cfg), "regmirror_log_flows": "true"}
+    )
 
 
 def test_pull_while_another_client_holds_a_thousand_connections(
