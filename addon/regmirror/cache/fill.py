@@ -27,23 +27,23 @@ def fsync_dir(path: Path) -> None:
 def _durable(fd: int, tmp: Path, final: Path, record: Callable[[], object] | None) -> None:
     """Runs in a thread: the bytes reach the disk before the name does, so a crash leaves
     either the temporary file (removed at start) or the whole committed file. A file already
-    at `final` (the same verified bytes, fetched before through another repository) is kept,
-    and never removed here, even when `record` fails."""
+    at `final` (fetched before through another repository) is replaced by these verified
+    bytes, since nothing vouches for it (it may have rotted on disk); readers that have it
+    open keep reading the old one. Such a file has a row: it is never removed here, even
+    when `record` fails."""
     created = False
     try:
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-        if final.exists():
-            os.unlink(tmp)
-        else:
-            if not final.parent.is_dir():
-                final.parent.mkdir(exist_ok=True)
-                fsync_dir(final.parent.parent)
-            os.replace(tmp, final)
-            created = True
-            fsync_dir(final.parent)
+        existed = final.exists()
+        if not existed and not final.parent.is_dir():
+            final.parent.mkdir(exist_ok=True)
+            fsync_dir(final.parent.parent)
+        os.replace(tmp, final)
+        created = not existed
+        fsync_dir(final.parent)
         if record is not None:
             record()
     except Exception as e:
