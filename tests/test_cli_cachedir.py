@@ -113,10 +113,24 @@ def test_remove_purges_rows_then_files_and_keeps_what_another_image_shares(fille
 
 
 def test_a_refused_remove_changes_nothing(filled):
-    filled.image("library/testimg", "1", b"c", b"l")
+    manifest, _ = filled.image("library/testimg", "1", b"c", b"l")
+    desc = {"mediaType": OCI, "digest": manifest, "size": filled.store.size(manifest)}
+    body = json.dumps({"schemaVersion": 2, "manifests": [desc]}).encode()
+    index_digest = filled.put("library/testimg", body, "manifest", "index")
+    filled.index.set_tag(HUB, "library/testimg", "multi", index_digest, "index", filled.now)
+    filled.index.drop_tag(HUB, "library/testimg", "1")  # the manifest is the index's only
     before = (files(filled.store), filled.index.entries(), filled.index.all_tags())
-    with cachedir.opened(str(filled.store.root)) as (store, index), pytest.raises(CliError):
-        cachedir.remove(store, index, parse_reference("testimg:2"))
+    with cachedir.opened(str(filled.store.root)) as (store, index):
+        for ref, says in [
+            ("testimg:1", "docker.io/library/testimg:1 is not in the cache"),
+            (
+                f"testimg@{manifest}",
+                f"nothing removed: docker.io/library/testimg@{manifest} is part of "
+                "docker.io/library/testimg:multi; remove that",
+            ),
+        ]:
+            with pytest.raises(CliError, match=says):
+                cachedir.remove(store, index, parse_reference(ref))
     assert (files(filled.store), filled.index.entries(), filled.index.all_tags()) == before
 
 

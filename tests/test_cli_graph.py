@@ -233,6 +233,7 @@ def test_a_tag_whose_manifest_another_tag_points_at_goes_alone():
     assert p.tags == [(HUB, "library/testimg", "1")]
     assert (p.content, p.links) == ([], [])
     assert p.shared == d("testimg", "c-test", "l-test", "shared")
+    assert p.users == [TEST_LATEST] and not p.nothing
 
 
 def test_an_image_takes_what_no_other_image_uses_and_its_links_to_what_they_share():
@@ -241,6 +242,7 @@ def test_an_image_takes_what_no_other_image_uses_and_its_links_to_what_they_shar
     assert p.content == d("multi-index", "m-amd64", "c-amd64", "l-amd64")
     assert p.shared == d("shared")
     assert p.links == [(HUB, "library/multi", digest("shared"))]  # no longer served for multi
+    assert p.users == []  # what others share is a layer, not multi's index
 
 
 def test_a_digest_purges_every_tag_of_it_and_keeps_what_the_repositorys_other_images_use():
@@ -256,7 +258,8 @@ def test_a_digest_purges_every_tag_of_it_and_keeps_what_the_repositorys_other_im
 def test_a_platform_manifest_an_index_still_references_stays():
     c = cache()
     p = purge(c, find(c, HUB, "library/multi", "", digest("m-amd64")))
-    assert p == ([], [], [], d("m-amd64", "c-amd64", "l-amd64", "shared"))
+    assert p == ([], [], [], d("m-amd64", "c-amd64", "l-amd64", "shared"), [MULTI])
+    assert p.nothing
 
 
 def test_purging_everything_leaves_nothing():
@@ -265,4 +268,4 @@ def test_purging_everything_leaves_nothing():
     assert len(p.tags) == len(c.tags)
     reached = {x for i in images(c) for x in closure(c, i.digest)}
     assert p.content == sorted(reached & c.content.keys())
-    assert (p.links, p.shared) == ([], [])
+    assert (p.links, p.shared, p.users) == ([], [], [])

@@ -93,6 +93,9 @@ def remove(store: Store, index: Index, ref: Reference) -> Removed:
         if not found:
             raise CliError(f"{ref} is not in the cache (see `cache ls`)")
         plan = graph.purge(cached, found)
+        if plan.nothing:
+            users = ", ".join(map(str, plan.users))
+            raise CliError(f"nothing removed: {ref} is part of {users}; remove that instead")
         size = sum(cached.content[d].size for d in plan.content)
         for tag in plan.tags:
             index.drop_tag(*tag)

@@ -85,12 +85,12 @@ def rm(args: argparse.Namespace, out: Console, err: Console) -> int:
         removed = cachedir.remove(store, index, ref)
     plan = removed.purge
     names = ", ".join(str(i) for i in removed.images)
-    files = f"{len(plan.content)} files ({human_size(removed.bytes)})"
-    say(out, f"removed {names}: {len(plan.tags)} tags, {files}")
+    files = f"{count(len(plan.content), 'file')} ({human_size(removed.bytes)})"
+    say(out, f"removed {names}: {count(len(plan.tags), 'tag')}, {files}")
     if plan.shared:
         say(
             out,
-            f"kept {len(plan.shared)} files that other cached images use; "
+            f"kept {count(len(plan.shared), 'file')} that other cached images use, "
             f"{len(plan.links)} of them no longer served for {ref.name}",
         )
     return OK
@@ -123,9 +123,11 @@ def verify(args: argparse.Namespace, out: Console, err: Console) -> int:
 def gc(args: argparse.Namespace, out: Console, err: Console) -> int:
     with cachedir.opened(args.cache) as (store, index):
         done = cachedir.collect(store, index, args.max_size)
-    before, after, limit = (human_size(n) for n in (done.before, done.after, done.limit))
+    before, after = human_size(done.before), human_size(done.after)
+    # the limit in the syntax it was given in (powers of 1024), or the default's bytes
+    limit = args.max_size or f"{human_size(done.limit)} (the mirror's default)"
     if done.evicted:
-        say(out, f"evicted {done.evicted} files: {before} -> {after}, limit {limit}")
+        say(out, f"evicted {count(done.evicted, 'file')}: {before} -> {after}, limit {limit}")
     else:
         say(out, f"nothing to evict: {before}, limit {limit}")
     return OK
@@ -173,6 +175,10 @@ def warm_images(args: argparse.Namespace, out: Console, err: Console) -> int:
     for w in failed:
         say(err, f"  {w.reference}: {w.error}")
     return PROBLEMS
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def say(console: Console, text: str) -> None:

@@ -183,6 +183,11 @@ class Purge(NamedTuple):
     links: list[tuple[str, str, str]]  # (registry, repository, digest) to drop, content kept
     content: list[str]  # digests to remove: rows (with their links and tags), then files
     shared: list[str]  # what the purged images reach that other images keep
+    users: list[Image]  # the other images that reach the purged images' own manifests
+
+    @property
+    def nothing(self) -> bool:
+        return not (self.tags or self.links or self.content)
 
 
 def purge(cached: Cached, targets: Iterable[Image]) -> Purge:
@@ -192,12 +197,16 @@ def purge(cached: Cached, targets: Iterable[Image]) -> Purge:
     what another repository shares stays for it."""
     gone = set(targets)
     others = [i for i in images(cached) if i not in gone]
+    tops = {i.digest for i in gone}
     keep: set[str] = set()
     keep_in: dict[tuple[str, str], set[str]] = defaultdict(set)
+    users = []
     for other in others:
         reached = closure(cached, other.digest)
         keep |= reached
         keep_in[(other.registry, other.repository)] |= reached
+        if reached & tops:
+            users.append(other)
     content: set[str] = set()
     links: set[tuple[str, str, str]] = set()
     shared: set[str] = set()
@@ -213,4 +222,4 @@ def purge(cached: Cached, targets: Iterable[Image]) -> Purge:
             if link in cached.links and digest not in keep_in[link[:2]]:
                 links.add(link)
     tags = {(i.registry, i.repository, i.tag) for i in gone if i.tag}
-    return Purge(sorted(tags), sorted(links), sorted(content), sorted(shared))
+    return Purge(sorted(tags), sorted(links), sorted(content), sorted(shared), sorted(users))

@@ -18,6 +18,7 @@ from .warm import PLATFORM
 
 USAGE_ERROR = 2
 DEFAULT_MIRROR = "http://127.0.0.1:5000"
+PIPE_WIDTH = 500
 
 
 def parser() -> argparse.ArgumentParser:
@@ -134,9 +135,16 @@ def _platform(text: str) -> str:
     return text
 
 
+def console(stderr: bool = False) -> Console:
+    """Rich's console; into a pipe or a file, lines as long as they are (no wrapping at 80
+    columns), so that they can be read by grep and scripts."""
+    c = Console(stderr=stderr)
+    return c if c.is_terminal else Console(stderr=stderr, width=PIPE_WIDTH)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    out, err = Console(), Console(stderr=True)
+    out, err = console(), console(stderr=True)
     try:
         return args.run(args, out, err)
     except (CliError, BadReference) as e:

@@ -42,7 +42,7 @@ class Warmed(NamedTuple):
     digest: str = ""
     platforms: int = 0  # platform manifests pulled (0: a single-platform image)
     blobs: int = 0
-    size: int = 0  # bytes of the configs and layers
+    size: int = 0  # bytes of its manifests, configs and layers, as `cache ls` counts
     error: str = ""
 
 
@@ -52,7 +52,7 @@ def pull_image(
     top = client.manifest(ref, ref.digest or ref.tag)
     manifest = _parse(top.body, str(ref))
     blobs: dict[str, Descriptor] = {}
-    platforms = 0
+    platforms, size = 0, len(top.body)
     if manifest.index:
         chosen = [
             c for c in manifest.children if not platform or platform_matches(platform, c.platform)
@@ -61,7 +61,9 @@ def pull_image(
             offered = ", ".join(c.platform or "?" for c in manifest.children)
             raise PullError(f"its index has no {platform} (it has {offered})")
         for entry in chosen:
-            inner = _parse(client.manifest(ref, entry.digest).body, entry.digest)
+            body = client.manifest(ref, entry.digest).body
+            inner = _parse(body, entry.digest)
+            size += len(body)
             if inner.index:
                 raise PullError(f"{entry.digest} is an index inside an index")
             blobs |= {b.digest: b for b in inner.children}
@@ -69,7 +71,6 @@ def pull_image(
     else:
         blobs = {b.digest: b for b in manifest.children}
     progress.update(task, total=sum(b.size or 0 for b in blobs.values()))
-    size = 0
     for blob in blobs.values():
         size += client.blob(ref, blob, lambda n: progress.advance(task, n))
     return Warmed(ref, top.digest, platforms, len(blobs), size)
