@@ -40,15 +40,17 @@ from tests.test_e2e_cache import (
 pytestmark = pytest.mark.e2e
 
 CLI_TIMEOUT = 120  # s; each run here takes well under 5 s
+CI_TOKEN = "ci-token-0123456789abcdef"
 
 
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The command line as `./run.sh cache ARGS` runs it (run.sh itself would reinstall the
     shared venv; its dispatch line is tested in test_cli_main.py)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "addon")}
     return subprocess.run(
         [sys.executable, "-m", "regmirror.cli", *args],
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "addon"), **(env or {})},
         input=stdin,
         capture_output=True,
         text=True,
@@ -283,6 +285,28 @@ def test_warm_pulls_through_the_mirror_and_lists_the_reference_that_failed(
     start = upstream.mark()
     skopeo_pull(Skopeo(tmp_path / "skopeo"), mirror, tmp_path / "pull", images)
     assert by_digest(upstream.between(start, upstream.mark())) == []
+
+
+def test_warm_logs_in_to_a_mirror_with_client_authentication(
+    mirror_factory, upstream_factory, images, tmp_path
+):
+    up = upstream_factory(repos=["library/testimg"])
+    cfg = tmp_path / "mirror.toml"
+    cfg.write_text(f'[registries."docker.io"]\nurl = "{up.url}"\n[auth]\ntokens = ["{CI_TOKEN}"]\n')
+    cache = tmp_path / "cache"
+    mirror = mirror_factory(up.url, {"regmirror_config": str(cfg), "regmirror_cache": str(cache)})
+    testimg = images["library/testimg"]
+
+    refused = cli("warm", "-", "--mirror", mirror.url, stdin="testimg:1\n")
+    ok(refused, 1)
+    assert "  docker.io/library/testimg:1: token for docker.io/library/testimg: 401" in (
+        refused.stderr
+    )
+    assert not stored_path(cache, testimg.digest).exists()
+    env = {"REGMIRROR_PASSWORD": CI_TOKEN}
+    ok(cli("warm", "-", "--mirror", mirror.url, "--user", "ci", stdin="testimg:1\n", env=env))
+    assert_stored(cache, contents(testimg))
+    assert CI_TOKEN not in mirror.log_text()
 
 
 # ------------------------------------------------------------------------------------------
