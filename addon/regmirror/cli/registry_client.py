@@ -46,11 +46,15 @@ class Fetched(NamedTuple):
 
 class RegistryClient:
     def __init__(
-        self, url: str, credentials: tuple[str, str] | None = None, timeout: float = 60.0
+        self,
+        url: str,
+        credentials: tuple[str, str] | None = None,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.credentials = credentials
-        self.http = httpx.Client(timeout=timeout, follow_redirects=True)
+        self.http = httpx.Client(timeout=timeout, follow_redirects=True, transport=transport)
         self._auth: dict[str, str] = {}  # repository -> Authorization
 
     def close(self) -> None:
