@@ -4,6 +4,7 @@
 #   ./run.sh web [mitmweb args] the same under mitmweb, to watch registry traffic
 #   ./run.sh test [pytest args] install everything the tests need and run them
 #   ./run.sh bench [args]       benchmarks side by side with direct pulls and distribution's proxy
+#   ./run.sh cache SUBCOMMAND   the cache command line: ls, rm, verify, gc, warm (--help)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -79,6 +80,13 @@ case "${1:-}" in
     web)
         shift
         serve mitmweb "$@"
+        ;;
+    cache)
+        shift
+        ensure_venv ""
+        root=$PWD
+        cd "$OLDPWD"  # back where the caller was (see the cd above): FILE and --cache DIR are theirs
+        PYTHONPATH="$root/addon" exec "$root/$VENV/bin/python" -m regmirror.cli "$@"
         ;;
     *)
         serve mitmdump "$@"

@@ -236,6 +236,28 @@ class Index:
             cursor = db.executemany("DELETE FROM content WHERE digest = ?", ((d,) for d in digests))
             return max(cursor.rowcount, 0)
 
+    def all_tags(self) -> list[Tag]:
+        return [Tag(*row) for row in self._db().execute("SELECT * FROM tags")]
+
+    def all_links(self) -> list[tuple[str, str, str]]:
+        """(registry, repository, digest) of every link."""
+        return self._db().execute("SELECT registry, repository, digest FROM links").fetchall()
+
+    def unlink(self, links: Iterable[tuple[str, str, str]]) -> None:
+        """Drop links (registry, repository, digest): the content stays for the others."""
+        db = self._db()
+        with _transaction(db):
+            db.executemany(
+                "DELETE FROM links WHERE registry = ? AND repository = ? AND digest = ?", links
+            )
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """One write transaction on this thread's connection: what is read and written
+        inside it (the other methods join it) is one step for any other process."""
+        with _transaction(self._db()):
+            yield
+
     def reconcile(self, store: Store) -> Reconciled:
         """After a crash, make rows and files agree: a file without a row (or of another
         size) is removed, a row without a file is dropped. Run it at start-up, before
@@ -254,7 +276,11 @@ class Index:
 @contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     """BEGIN IMMEDIATE takes the write lock up front, so a busy database waits for
-    BUSY_TIMEOUT instead of failing half way; ROLLBACK on any exception."""
+    BUSY_TIMEOUT instead of failing half way; ROLLBACK on any exception. Inside
+    `Index.writing()` it is part of that transaction."""
+    if db.in_transaction:
+        yield
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
