@@ -301,8 +301,18 @@ class Cache:
         self.metrics.failures.labels(reason).inc()
 
     async def _flush_access(self) -> None:
+        """Write the batched access times, and read the size back: `./run.sh cache rm`, gc
+        and verify change the cache beside this process."""
         if self.index:
-            await asyncio.to_thread(self.index.touch_many, self.access.drain(time.time()))
+            index = self.index
+
+            def flush() -> tuple[int, int]:
+                index.touch_many(self.access.drain(time.time()))
+                return index.total_size(), index.count()
+
+            self.size, entries = await asyncio.to_thread(flush)
+            self.metrics.size.set(self.size)
+            self.metrics.entries.set(entries)
 
     async def _evict(self) -> None:
         """Down to 90 % of the limit; again while fills committed meanwhile keep the cache
@@ -310,13 +320,12 @@ class Cache:
         assert self.index and self.store
         self._evicting = True
         try:
-            evicted = 1
-            while evicted and self.size > self.max_size:
-                await self._flush_access()
+            await self._flush_access()
+            while self.size > self.max_size:
                 evicted = await evict(self.index, self.store, self.max_size)
                 self.metrics.evictions.inc(evicted)
-                self.size = await asyncio.to_thread(self.index.total_size)
-                self.metrics.size.set(self.size)
-                self.metrics.entries.set(await asyncio.to_thread(self.index.count))
+                await self._flush_access()  # the size now
+                if not evicted:  # all in use
+                    break
         finally:
             self._evicting = False
