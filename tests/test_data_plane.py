@@ -4,6 +4,7 @@ HTTP), its log words and its TLS contexts. Real clients: test_e2e_data_plane.py.
 import hashlib
 import socket
 import ssl
+import time
 import urllib.parse
 
 import httpx
@@ -14,10 +15,16 @@ from regmirror.auth.provenance import ANONYMOUS, CLIENT
 from regmirror.auth.token_proxy import TokenAuth
 from regmirror.cache import blob_urls
 from regmirror.cache.addon import Cache
-from regmirror.cache.blob_server import transfer_ending, transfer_words
+from regmirror.cache.blob_server import (
+    TLS_CHUNK,
+    BlobServer,
+    TlsFile,
+    transfer_ending,
+    transfer_words,
+)
 from regmirror.cache.blob_tls import Certificates
 from regmirror.cache.blob_urls import Blob
-from regmirror.cache.data_plane import DataPlane
+from regmirror.cache.data_plane import DataPlane, bind
 from regmirror.observe.metrics import Metrics
 from regmirror.record import outcome
 from regmirror.routing.router import Router
@@ -197,6 +204,39 @@ def handshake(server: ssl.SSLContext, client: ssl.SSLContext, name: str) -> dict
         if done == {0, 1}:
             return c.getpeercert()
     raise AssertionError("no handshake")
+
+
+async def test_over_tls_the_file_is_sent_in_large_chunks(chain, tmp_path, monkeypatch):
+    """The data plane's TLS path (TlsFile), checked byte for byte, a Range included."""
+    router, cache, _, _ = chain
+    body = bytes(range(256)) * (3 << 12)  # 3 MiB: several chunks
+    digest = cached(cache, body)
+    store = certs.CertStore.from_store(tmp_path / "ca", "mitmproxy", 2048)
+    certificates = Certificates(lambda: store)
+    chunks: list[int] = []
+    sendfile_fallback = TlsFile._sendfile_fallback
+
+    async def counted(self, writer, fobj, offset, count):
+        chunks.append(self._chunk_size)
+        return await sendfile_fallback(self, writer, fobj, offset, count)
+
+    monkeypatch.setattr(TlsFile, "_sendfile_fallback", counted)
+    server = BlobServer(bind("127.0.0.1", 0), lambda: router.signer.key, cache.lookup,
+                        Metrics(), certificates.context)  # fmt: skip
+    await server.start()
+    blob = Blob(digest, "docker.io", "library/x", "https://registry-1.docker.io", LAYER, len(body))
+    signed = blob_urls.sign(blob, router.signer.key, time.time())
+    target = f"https://127.0.0.1:{server.port}{signed}"
+    trusted = ssl.create_default_context(cafile=tmp_path / "ca" / "mitmproxy-ca-cert.pem")
+    try:
+        async with httpx.AsyncClient(verify=trusted) as client:
+            got = await client.get(target)
+            part = await client.get(target, headers={"Range": "bytes=1048570-2097160"})
+    finally:
+        await server.stop()
+    assert got.status_code == 200 and got.content == body
+    assert part.status_code == 206 and part.content == body[1048570:2097161]
+    assert chunks == [TLS_CHUNK, TLS_CHUNK]
 
 
 def test_tls_contexts_present_the_mirrors_certificates(tmp_path):

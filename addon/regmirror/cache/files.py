@@ -95,8 +95,10 @@ class CachedFile(web.FileResponse):
     """A cached file, marked as being read while aiohttp sends it, so that eviction leaves
     it alone."""
 
-    def __init__(self, store: Store, digest: str, headers: dict[str, str]) -> None:
-        super().__init__(store.path(digest), headers=headers)
+    def __init__(
+        self, store: Store, digest: str, headers: dict[str, str], chunk_size: int = 256 << 10
+    ) -> None:
+        super().__init__(store.path(digest), chunk_size, headers=headers)
         self._store, self._digest = store, digest
 
     # aiohttp sets its own entity tag (mtime and size) as it prepares: keep the digest
