@@ -10,7 +10,10 @@ import urllib.parse
 import httpx
 import pytest
 from mitmproxy import certs, exceptions
+from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.proxy.layers.http import HttpRequestHeadersHook
 from mitmproxy.test import taddons
+from regmirror.addons import mirror_addons
 from regmirror.auth.provenance import ANONYMOUS, CLIENT
 from regmirror.auth.token_proxy import TokenAuth
 from regmirror.cache import blob_urls
@@ -26,6 +29,7 @@ from regmirror.cache.blob_tls import Certificates
 from regmirror.cache.blob_urls import Blob
 from regmirror.cache.data_plane import DataPlane, bind
 from regmirror.observe.metrics import Metrics
+from regmirror.observe.views import Views
 from regmirror.record import outcome
 from regmirror.routing.router import Router
 from regmirror.transport.side_requests import SideRequests
@@ -140,6 +144,29 @@ async def test_regmirror_blob_url_is_the_base_and_an_empty_listen_turns_it_off(c
     assert data_plane.server is None
     f = await asked(router, cache, data_plane, "GET", path)
     assert f.response is None and outcome(f)["cache"] == "hit"
+
+
+async def test_no_307_before_client_authentication(tmp_path):
+    """In the mirror's chain, under client auth, a client without the mirror's token gets
+    the challenge for a cached large blob, never its data-plane URL."""
+    config = tmp_path / "mirror.toml"
+    config.write_text(f'[auth]\ntokens = ["{"s" * 20}"]\n')
+    addons = mirror_addons()
+    cache = next(a for a in addons if isinstance(a, Cache))
+    data_plane = next(a for a in addons if isinstance(a, DataPlane))
+    try:
+        with taddons.context(Proxyserver(), *addons) as tctx:
+            tctx.options.update(regmirror_config=str(config), regmirror_cache=str(tmp_path / "c"),
+                                regmirror_blob_redirect_min="1")  # fmt: skip
+            digest = cached(cache, BIG)
+            cache.files = type("Files", (), {"url": lambda self, d, t: "http://127.0.0.1:9/x"})()
+            data_plane.server = type("Server", (), {"port": 5001})()
+            f = reverse_flow("GET", f"/v2/library/x/blobs/{digest}")
+            await tctx.master.addons.trigger_event(HttpRequestHeadersHook(f))
+    finally:
+        next(a for a in addons if isinstance(a, Views)).done()  # the content views are global
+    assert f.response.status_code == 401 and "Location" not in f.response.headers
+    assert "cache" not in outcome(f)
 
 
 def test_bad_options_are_refused_naming_them():
