@@ -16,6 +16,7 @@ from regmirror.auth.challenges import mirror_challenge
 from regmirror.auth.client_auth import ClientAuth
 from regmirror.auth.token_proxy import TokenAuth
 from regmirror.cache.addon import Cache
+from regmirror.cache.data_plane import DataPlane
 from regmirror.observe.metrics import Metrics
 from regmirror.observe.status import StatusEndpoints
 from regmirror.observe.views import Views
@@ -23,6 +24,7 @@ from regmirror.routing.router import Router
 from regmirror.transport.streaming import Streaming
 
 from tests.flowutil import respond, reverse_flow
+from tests.test_data_plane import cached
 
 TOKEN = "s" * 20
 CONFIG = f"""
@@ -98,12 +100,24 @@ async def streaming_before_cache(tctx, addons) -> bool:
     return callable(f.response.stream)  # the cache's verifying tee, not a plain True
 
 
+async def cache_before_data_plane(tctx, addons) -> bool:
+    tctx.options.update(regmirror_config="", regmirror_blob_redirect_min="1")
+    cache, data_plane = of(addons, Cache), of(addons, DataPlane)
+    digest = cached(cache, b"layer")
+    cache.files = type("Files", (), {"url": lambda self, d, t: "http://127.0.0.1:9/x"})()
+    data_plane.server = type("Server", (), {"port": 5001})()
+    f = reverse_flow("GET", f"/v2/library/x/blobs/{digest}")
+    await tctx.master.addons.trigger_event(HttpRequestHeadersHook(f))
+    return f.response is not None and f.response.status_code == 307
+
+
 SCENARIOS = {
     (StatusEndpoints, Router): status_before_router,
     (Router, ClientAuth): router_before_client_auth,
     (ClientAuth, TokenAuth): client_auth_before_token_auth,
     (TokenAuth, Metrics): token_auth_before_metrics,
     (Streaming, Cache): streaming_before_cache,
+    (Cache, DataPlane): cache_before_data_plane,
 }
 
 

@@ -2,8 +2,9 @@ import json
 import urllib.parse
 
 import pytest
-from mitmproxy import exceptions
+from mitmproxy import exceptions, http
 from mitmproxy.test import taddons
+from regmirror.answers import answer
 from regmirror.record import route
 from regmirror.routing.router import Router
 from regmirror.transport import outbound
@@ -149,6 +150,18 @@ def test_pass_mode():
         respond(f, 307, {"Location": CDN})
         redirects.responseheaders(f)
         assert f.response.headers["Location"] == CDN
+
+
+def test_the_mirrors_own_redirects_are_left_as_they_are():
+    """The data plane's 307 (answers.answer) leads where the mirror means it to."""
+    router = Router()
+    redirects = Redirects(router)
+    with taddons.context(router, redirects):
+        f = blob_flow(router)
+        location = "http://mirror.test:5001/blobs/sha256:1?s=x"
+        answer(f, http.Response.make(307, b"", {"Location": location}), "data plane")
+        redirects.responseheaders(f)
+        assert f.response.headers["Location"] == location
 
 
 def test_secret_option():

@@ -9,6 +9,7 @@ swaps each pair and shows what breaks.
 from .auth.client_auth import ClientAuth
 from .auth.token_proxy import TokenAuth
 from .cache.addon import Cache
+from .cache.data_plane import DataPlane
 from .guard import guarded
 from .observe.annotations import Annotations
 from .observe.metrics import Metrics
@@ -36,6 +37,8 @@ ORDER = (
     (Streaming, Cache,
      "the cache sets a blob's stream to its verifying tee; streaming would put it back to "
      "a plain pass-through"),
+    (Cache, DataPlane,
+     "the data plane redirects only what the cache has found to be a hit it may serve"),
     (TokenAuth, Metrics,
      "metrics counts a flow as sent upstream when its request hook finds no answer; the "
      "token proxy answers malformed OAuth2 forms in that hook"),
@@ -48,6 +51,7 @@ def mirror_addons() -> list[object]:
     client_auth = ClientAuth(router)
     connections, side = UpstreamConnections(), SideRequests()
     tokens = TokenAuth(router, connections, side)
+    cache = Cache(tokens, side, metrics.registry)
     return guarded(
         [
             Patches(),
@@ -60,7 +64,8 @@ def mirror_addons() -> list[object]:
             tokens,
             Redirects(router),
             Streaming(),
-            Cache(tokens, side, metrics.registry),
+            cache,
+            DataPlane(cache, router.signer, metrics),
             OpLog(),
             Views(),
             Annotations(),

@@ -11,6 +11,7 @@ from mitmproxy import http
 # Registry error codes used by the mirror itself.
 NAME_INVALID = "NAME_INVALID"
 NAME_UNKNOWN = "NAME_UNKNOWN"
+BLOB_UNKNOWN = "BLOB_UNKNOWN"
 TAG_INVALID = "TAG_INVALID"
 DIGEST_INVALID = "DIGEST_INVALID"
 DENIED = "DENIED"

@@ -74,6 +74,8 @@ class Cache:
         self._fills: weakref.WeakKeyDictionary[http.HTTPFlow, tuple[Fill, Tee]] = (
             weakref.WeakKeyDictionary()
         )
+        # flows answered from a committed file, with its link (the data plane reads them)
+        self.hits: weakref.WeakKeyDictionary[http.HTTPFlow, Link] = weakref.WeakKeyDictionary()
         self._evicting = False
         self._commits: set[asyncio.Task[None]] = set()
         # digest -> (registry, repository, provenance, media type) of the fill in progress
@@ -148,9 +150,9 @@ class Cache:
         result["cache"] = "miss"
         if r.get("via"):  # fetched where the upstream redirected a miss: fill it, once counted
             return
-        if not self.files or not self.store or not self.tags:
+        lookup = self.lookup()
+        if not lookup or not self.tags:
             return self.metrics.lookups.labels(r["upstream"], kind, "miss").inc()
-        lookup = Lookup(self.store, self.index, self.files, self.verified, self.metrics)
         if by_digest:
             url = lookup.following(r, reference, self._filling.get(reference))
             link = None if url else await self._readable(flow, r, lookup.linked(r, reference))
@@ -163,9 +165,17 @@ class Cache:
         self.metrics.lookups.labels(r["upstream"], kind, result["cache"]).inc()
         if not url:
             return
+        if link:
+            self.hits[flow] = link
         to_files(flow.request, url)
         if self.access.touch(link.digest if link else reference, now):
             asyncio.get_running_loop().create_task(self._flush_access())
+
+    def lookup(self) -> Lookup | None:
+        """Where the cache holds what is asked for; None while it is off or not running."""
+        if not self.store or not self.index or not self.files:
+            return None
+        return Lookup(self.store, self.index, self.files, self.verified, self.metrics)
 
     async def _readable(self, flow: http.HTTPFlow, r: Route, link: Link | None) -> Link | None:
         """The link, if this client may read what it leads to (decisions.may_read)."""

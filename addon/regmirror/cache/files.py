@@ -4,7 +4,8 @@ and mitmproxy streams its answer to the client like any upstream's. aiohttp's Fi
 sends the file with sendfile and answers Range (206), HEAD and conditional requests.
 
 Only 127.0.0.1, on a port of the kernel's choice, under a random path prefix per process,
-so no other local user can read the cache through it.
+so no other local user can read the cache through it. `CachedFile` and `content_headers`
+are also what the public data plane (data_plane.py) answers with.
 """
 
 import contextlib
@@ -53,7 +54,7 @@ class FileServer:
         fill = self.store.filling(digest) if cacheable(digest) else None
         if fill is None or fill.expected_size is None:
             return await self._serve(request)  # it ended meanwhile: the file, if it is kept
-        response = web.StreamResponse(headers=_headers(request, digest))
+        response = web.StreamResponse(headers=content_headers(digest, _media_type(request)))
         response.content_length = fill.expected_size
         await response.prepare(request)
         if request.method == "HEAD":
@@ -73,24 +74,31 @@ class FileServer:
         digest = request.match_info["digest"]
         if not cacheable(digest) or not self.store.has(digest):
             raise web.HTTPNotFound()
-        return _CachedFile(self.store, digest, _headers(request, digest))
+        return CachedFile(self.store, digest, content_headers(digest, _media_type(request)))
 
 
-def _headers(request: web.Request, digest: str) -> dict[str, str]:
+def _media_type(request: web.Request) -> str:
+    return request.query.get("type") or "application/octet-stream"
+
+
+def content_headers(digest: str, media_type: str) -> dict[str, str]:
+    """What an answer with the content of `digest` says of it, as distribution does."""
     return {
-        "Content-Type": request.query.get("type") or "application/octet-stream",
+        "Content-Type": media_type,
         "Docker-Content-Digest": digest,
         "ETag": f'"{digest}"',  # as distribution: the entity tag of content is its digest
         "Docker-Distribution-Api-Version": "registry/2.0",
     }
 
 
-class _CachedFile(web.FileResponse):
+class CachedFile(web.FileResponse):
     """A cached file, marked as being read while aiohttp sends it, so that eviction leaves
     it alone."""
 
-    def __init__(self, store: Store, digest: str, headers: dict[str, str]) -> None:
-        super().__init__(store.path(digest), headers=headers)
+    def __init__(
+        self, store: Store, digest: str, headers: dict[str, str], chunk_size: int = 256 << 10
+    ) -> None:
+        super().__init__(store.path(digest), chunk_size, headers=headers)
         self._store, self._digest = store, digest
 
     # aiohttp sets its own entity tag (mtime and size) as it prepares: keep the digest
@@ -100,5 +108,7 @@ class _CachedFile(web.FileResponse):
     )
 
     async def prepare(self, request: web.BaseRequest):  # type: ignore[override]
+        if self.prepared:  # sent by its handler already (the data plane's, to log the end)
+            return None
         with self._store.reading(self._digest):
             return await super().prepare(request)

@@ -144,6 +144,8 @@ class Redirects:
         resp = flow.response
         if not resp or not r or "upstream" not in r or r.get("via"):
             return
+        if outcome(flow).get("answered_by"):  # the mirror's own answer (the data plane's 307)
+            return
         to_client = client_url(r)
         if 300 <= resp.status_code < 400 and "Location" in resp.headers:
             key = self.signer.key if ctx.options.regmirror_redirects == "proxy" else None

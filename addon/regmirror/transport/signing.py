@@ -1,13 +1,15 @@
 """Signed redirect URLs: `/_regmirror/redirect?u=TARGET&...` that lead a client to where an
 upstream redirected it, with the request it came from (registry, operation, repository,
 reference), under an HMAC and an expiry, so the mirror is no open relay and a followed
-redirect keeps its route. Pure."""
+redirect keeps its route. `mac()` is the HMAC of every URL the mirror signs (the cache's
+data plane signs its blob URLs with it too, cache/blob_urls.py). Pure."""
 
 import base64
 import hashlib
 import hmac
 import os
 import urllib.parse
+from collections.abc import Iterable
 from typing import NamedTuple
 
 REDIRECT_PATH = "/_regmirror/redirect"
@@ -26,10 +28,17 @@ class Origin(NamedTuple):
     provenance: str = ""  # how the redirected request was authorized (auth/provenance.py)
 
 
-def _mac(key: bytes, origin: Origin, expires: str) -> bytes:
-    message = "\n".join((expires, *origin)).encode("utf-8", "surrogateescape")
+def mac(key: bytes, parts: Iterable[str]) -> bytes:
+    """The URL-safe HMAC-SHA256 of `parts`, one per line. Each kind of signed URL starts its
+    parts differently (a redirect with its expiry, digits only; a data-plane blob URL with a
+    word), so no signature of one kind is valid as the other."""
+    message = "\n".join(parts).encode("utf-8", "surrogateescape")
     digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=")
+
+
+def _mac(key: bytes, origin: Origin, expires: str) -> bytes:
+    return mac(key, (expires, *origin))
 
 
 def sign(origin: Origin, key: bytes, now: float) -> str:
