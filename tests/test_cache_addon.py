@@ -47,7 +47,7 @@ async def fill(router, cache, body=BODY, **headers):
     cache.responseheaders(f)
     sent = f.response.stream(body[:10]) + f.response.stream(body[10:]) + f.response.stream(b"")
     await cache.response(f)
-    await asyncio.gather(*cache._commits)  # the durable part runs after the answer
+    await asyncio.gather(*cache._background)  # the durable part runs after the answer
     return f, sent
 
 

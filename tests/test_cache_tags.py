@@ -64,7 +64,7 @@ async def answered(cache, f, status=200, body=BODY, digest=DIGEST):
     headers = {"Content-Type": OCI, **({"Docker-Content-Digest": digest} if digest else {})}
     respond(f, status, headers, body if f.request.method == "GET" else b"")
     await cache.response(f)
-    await asyncio.gather(*cache._commits)
+    await asyncio.gather(*cache._background)
 
 
 async def cached_tag(router, cache, **headers):

@@ -24,7 +24,7 @@ import shutil
 import sqlite3
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 
 from mitmproxy import ctx, exceptions, http
 from prometheus_client import CollectorRegistry
@@ -77,7 +77,10 @@ class Cache:
         # flows answered from a committed file, with its link (the data plane reads them)
         self.hits: weakref.WeakKeyDictionary[http.HTTPFlow, Link] = weakref.WeakKeyDictionary()
         self._evicting = False
-        self._commits: set[asyncio.Task[None]] = set()
+        # commits and access flushes still running in threads: done() waits for them before
+        # it closes the index (closing a connection another thread uses crashes sqlite3)
+        self._background: set[asyncio.Task[None]] = set()
+        self._flushing = asyncio.Lock()
         # digest -> (registry, repository, provenance, media type) of the fill in progress
         self._filling: dict[str, tuple[str, str, str, str]] = {}
         self.metrics = CacheMetrics(registry)
@@ -122,10 +125,9 @@ class Cache:
             await self.files.start()
 
     async def done(self) -> None:
-        if self._commits:
-            await asyncio.gather(*self._commits, return_exceptions=True)
-        if self.index:
-            await asyncio.to_thread(self.index.touch_many, self.access.drain(time.time()))
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._flush_access()
         if self.files:
             await self.files.stop()
         if self.index:
@@ -169,7 +171,7 @@ class Cache:
             self.hits[flow] = link
         to_files(flow.request, url)
         if self.access.touch(link.digest if link else reference, now):
-            asyncio.get_running_loop().create_task(self._flush_access())
+            self._spawn(self._flush_access())
 
     def lookup(self) -> Lookup | None:
         """Where the cache holds what is asked for; None while it is off or not running."""
@@ -286,9 +288,12 @@ class Cache:
             return
         # The client's answer ends only after this hook: the durable part (fsync, rename,
         # index row) runs on without it.
-        task = asyncio.get_running_loop().create_task(self._durable(fill, record))
-        self._commits.add(task)
-        task.add_done_callback(self._commits.discard)
+        self._spawn(self._durable(fill, record))
+
+    def _spawn(self, job: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _durable(self, fill: Fill, record: Callable[[], None]) -> None:
         existed = self.store is not None and self.store.has(fill.digest)  # kept, not replaced
@@ -313,16 +318,18 @@ class Cache:
     async def _flush_access(self) -> None:
         """Write the batched access times, and read the size back: `./run.sh cache rm`, gc
         and verify change the cache beside this process."""
-        if self.index:
-            index = self.index
+        if not self.index:
+            return
+        index = self.index
 
-            def flush() -> tuple[int, int]:
-                index.touch_many(self.access.drain(time.time()))
-                return index.total_size(), index.count()
+        def flush() -> tuple[int, int]:
+            index.touch_many(self.access.drain(time.time()))
+            return index.total_size(), index.count()
 
+        async with self._flushing:  # one at a time: a flush waiting behind one has less to do
             self.size, entries = await asyncio.to_thread(flush)
-            self.metrics.size.set(self.size)
-            self.metrics.entries.set(entries)
+        self.metrics.size.set(self.size)
+        self.metrics.entries.set(entries)
 
     async def _evict(self) -> None:
         """Down to 90 % of the limit; again while fills committed meanwhile keep the cache
