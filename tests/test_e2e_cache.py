@@ -617,11 +617,20 @@ def test_concurrent_misses_for_one_blob_make_one_upstream_request(
 
     async def pull_all() -> list[str]:
         async with httpx.AsyncClient(base_url=mirror.url, timeout=60) as client:
-            first = asyncio.create_task(pull(client))
-            await asyncio.sleep(0.3)  # the first one's fill has begun
-            return await asyncio.gather(first, *(pull(client) for _ in range(7)))
+            return await asyncio.gather(*(pull(client) for _ in range(8)))  # all at once
 
     assert asyncio.run(pull_all()) == [blob.digest] * 8
     end = log.mark()
     gets = [e for e in by_digest(log.between(start, end)) if e.method == "GET"]
+    assert len(gets) == 1, gets
+
+    # a client asking right after a fill ended (its commit may still be running) gets it too
+    with Pusher(up.registry.url, up.token_server.issue_token("pusher", access=access)) as p:
+        second = p.blob("library/wide", 64 << 20, 6)
+    path = f"/v2/library/wide/blobs/{second.digest}"
+    start = log.mark()
+    with httpx.Client(base_url=mirror.url, timeout=60) as c:
+        for _ in range(2):
+            assert sha256_digest(c.get(path, headers=auth).content) == second.digest
+    gets = [e for e in by_digest(log.between(start, log.mark())) if e.method == "GET"]
     assert len(gets) == 1, gets

@@ -49,6 +49,7 @@ from .lookup import Lookup, to_files
 from .metrics import CacheMetrics
 from .opening import open_cache
 from .options import load_options
+from .single_flight import Leads
 from .store import Store, cacheable
 from .tags import Tags
 from .tee import Tee
@@ -57,6 +58,9 @@ logger = logging.getLogger(__name__)
 
 
 KINDS = {names.BLOB: "blob", names.MANIFEST: "manifest"}
+# Seconds a blob miss waits for the answer to another's that is on its way (its headers),
+# before it goes upstream itself: about the response timeout's default.
+LEAD_WAIT = 60.0
 
 
 class Cache:
@@ -64,6 +68,7 @@ class Cache:
         self.tokens, self.side = tokens, side
         self.checks = ClientChecks(side, tokens.provenances)
         self.tags: Tags | None = None
+        self.leads = Leads()
         self.store: Store | None = None
         self.index: Index | None = None
         self.files: FileServer | None = None
@@ -150,21 +155,22 @@ class Cache:
             flow.request.headers.get("Authorization", ""), now
         )
         result["cache"] = "miss"
-        if r.get("via"):  # fetched where the upstream redirected a miss: fill it, once counted
-            return
+        via = bool(r.get("via"))  # fetched where the upstream redirected a miss: counted once
         lookup = self.lookup()
         if not lookup or not self.tags:
-            return self.metrics.lookups.labels(r["upstream"], kind, "miss").inc()
+            if not via:
+                self.metrics.lookups.labels(r["upstream"], kind, "miss").inc()
+            return
         if by_digest:
-            url = lookup.following(r, reference, self._filling.get(reference))
-            link = None if url else await self._readable(flow, r, lookup.linked(r, reference))
+            url, link = await self._by_digest(flow, r, kind, lookup)
             state = "hit"
         else:
             link, state = await self.tags.lookup(flow, r, lookup)
             url = ""
         url = url or (await lookup.file_url(link) if link else "")
         result["cache"] = state if url else "miss"
-        self.metrics.lookups.labels(r["upstream"], kind, result["cache"]).inc()
+        if not via:
+            self.metrics.lookups.labels(r["upstream"], kind, result["cache"]).inc()
         if not url:
             return
         if link:
@@ -172,6 +178,22 @@ class Cache:
         to_files(flow.request, url)
         if self.access.touch(link.digest if link else reference, now):
             self._spawn(self._flush_access())
+
+    async def _by_digest(
+        self, flow: http.HTTPFlow, r: Route, kind: str, lookup: Lookup
+    ) -> tuple[str, Link | None]:
+        """(URL of a fill in progress, or the link of the committed file); a blob miss
+        first waits for another miss of it that is already on its way (single_flight.py)."""
+        digest = r["reference"]
+        for again in (False, True):
+            url = lookup.following(r, digest, self._filling.get(digest))
+            link = None if url else await self._readable(flow, r, lookup.linked(r, digest))
+            if url or link or again or kind != "blob" or flow.request.method != "GET":
+                break
+            provenance = outcome(flow).get("provenance", CLIENT)
+            if not await self.leads.wait_or_lead(flow, r, digest, provenance, LEAD_WAIT):
+                break
+        return url, link
 
     def lookup(self) -> Lookup | None:
         """Where the cache holds what is asked for; None while it is off or not running."""
@@ -189,6 +211,11 @@ class Cache:
         return link if decisions.may_read(link.provenance, checked) else None
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self._start_fill(flow)
+        if r := route(flow):
+            self.leads.end(flow, r.get("reference", ""))
+
+    def _start_fill(self, flow: http.HTTPFlow) -> None:
         r, resp = route(flow), flow.response
         if not r or not resp or not self.store or outcome(flow).get("cache") != "miss":
             return
@@ -225,8 +252,7 @@ class Cache:
         result = outcome(flow)
         if flow in self._fills:
             fill, _ = self._fills.pop(flow)
-            self._filling.pop(fill.digest, None)
-            return await self._commit(flow, fill)
+            return await self._commit(flow, fill)  # followers go on until it is committed
         if r.get("op") != names.MANIFEST or result.get("cache") != "miss":
             return
         by_tag = not cacheable(r["reference"])
@@ -244,6 +270,8 @@ class Cache:
         return said or "sha256:" + hashlib.sha256(resp.content or b"").hexdigest()
 
     def error(self, flow: http.HTTPFlow) -> None:
+        if r := route(flow):
+            self.leads.end(flow, r.get("reference", ""))
         if entry := self._fills.pop(flow, None):
             self._filling.pop(entry[0].digest, None)
             entry[0].abort()
@@ -281,6 +309,7 @@ class Cache:
         try:
             fill.verify()
         except FillFailed as e:
+            self._filling.pop(fill.digest, None)
             self._failed(flow, e.reason)
             if kind == "manifest":  # whole in memory: the client gets a 502, not bad bytes
                 bad_upstream(flow, f"upstream sent a manifest that is not {fill.digest}")
@@ -296,13 +325,15 @@ class Cache:
         task.add_done_callback(self._background.discard)
 
     async def _durable(self, fill: Fill, record: Callable[[], None]) -> None:
-        existed = self.store is not None and self.store.has(fill.digest)  # kept, not replaced
+        existed = self.store is not None and self.store.has(fill.digest)  # its size counted
         try:
             await fill.commit(record)
         except FillFailed as e:
             logger.warning("regmirror: fill of %s failed: %s", fill.digest, e.reason)
             self.metrics.failures.labels(e.reason).inc()
             return
+        finally:  # committed (its row is in) or failed: no more following it
+            self._filling.pop(fill.digest, None)
         self.verified.mark(fill.digest, fill.final_path)
         self.size += 0 if existed else fill.written
         self.metrics.size.set(self.size)
