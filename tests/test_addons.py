@@ -4,8 +4,10 @@ pair shows; in the mirror's order it works."""
 import base64
 
 import pytest
+from mitmproxy import flow
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.proxy.layers.http import (
+    HttpErrorHook,
     HttpRequestHeadersHook,
     HttpRequestHook,
     HttpResponseHeadersHook,
@@ -16,6 +18,7 @@ from regmirror.auth.challenges import mirror_challenge
 from regmirror.auth.client_auth import ClientAuth
 from regmirror.auth.token_proxy import TokenAuth
 from regmirror.cache.addon import Cache
+from regmirror.observe.activity import Activity
 from regmirror.observe.metrics import Metrics
 from regmirror.observe.status import StatusEndpoints
 from regmirror.observe.views import Views
@@ -98,12 +101,24 @@ async def streaming_before_cache(tctx, addons) -> bool:
     return callable(f.response.stream)  # the cache's verifying tee, not a plain True
 
 
+async def cache_before_activity(tctx, addons) -> bool:
+    tctx.options.update(regmirror_config="")
+    f = reverse_flow("GET", "/v2/library/x/blobs/sha256:" + "a" * 64)
+    await tctx.master.addons.trigger_event(HttpRequestHeadersHook(f))
+    respond(f, 200, {"Content-Type": "application/octet-stream", "Content-Length": "10"})
+    await tctx.master.addons.trigger_event(HttpResponseHeadersHook(f))
+    f.error = flow.Error("Server disconnected.")  # the upstream went away mid-body
+    await tctx.master.addons.trigger_event(HttpErrorHook(f))
+    return [e.kind for e in of(addons, Activity).recent] == ["fill failed"]
+
+
 SCENARIOS = {
     (StatusEndpoints, Router): status_before_router,
     (Router, ClientAuth): router_before_client_auth,
     (ClientAuth, TokenAuth): client_auth_before_token_auth,
     (TokenAuth, Metrics): token_auth_before_metrics,
     (Streaming, Cache): streaming_before_cache,
+    (Cache, Activity): cache_before_activity,
 }
 
 

@@ -10,6 +10,7 @@ from .auth.client_auth import ClientAuth
 from .auth.token_proxy import TokenAuth
 from .cache.addon import Cache
 from .guard import guarded
+from .observe.activity import Activity
 from .observe.annotations import Annotations
 from .observe.metrics import Metrics
 from .observe.oplog import OpLog
@@ -36,6 +37,9 @@ ORDER = (
     (Streaming, Cache,
      "the cache sets a blob's stream to its verifying tee; streaming would put it back to "
      "a plain pass-through"),
+    (Cache, Activity,
+     "the status page's activity reads the cache's outcome of a flow (hit, stale, fill "
+     "failed), which the cache writes in the same hooks"),
     (TokenAuth, Metrics,
      "metrics counts a flow as sent upstream when its request hook finds no answer; the "
      "token proxy answers malformed OAuth2 forms in that hook"),
@@ -48,23 +52,25 @@ def mirror_addons() -> list[object]:
     client_auth = ClientAuth(router)
     connections, side = UpstreamConnections(), SideRequests()
     tokens = TokenAuth(router, connections, side)
+    cache, activity = Cache(tokens, side, metrics.registry), Activity(metrics.registry)
     return guarded(
         [
             Patches(),
             connections,
             RefuseTls(),
             ConnectionLimits(),
-            StatusEndpoints(metrics.registry, client_auth.admits),
+            StatusEndpoints(metrics.registry, client_auth.admits, cache, activity),
             router,
             client_auth,
             tokens,
             Redirects(router),
             Streaming(),
-            Cache(tokens, side, metrics.registry),
+            cache,
             OpLog(),
             Views(),
             Annotations(),
             Redaction(),
+            activity,
             metrics,
         ]
     )
