@@ -76,8 +76,8 @@ def routed(method="GET", path="/v2/library/x/manifests/1", **route):
 
 def test_upstream_failure_tells_the_upstreams_doing_from_the_clients():
     f = routed()
-    f.server_conn.error = "Connect call failed ('127.0.0.1', 1)"
-    assert upstream_failure(f) == "Connect call failed ('127.0.0.1', 1)"
+    f.server_conn.error = "Connection killed: cannot connect to 127.0.0.1:1: Connect call failed"
+    assert upstream_failure(f) == "cannot connect to 127.0.0.1:1: Connect call failed"
     g = routed()
     g.error = mflow.Error("upstream 127.0.0.1:1 timed out: no response within 60 s")
     assert upstream_failure(g).endswith("timed out: no response within 60 s")

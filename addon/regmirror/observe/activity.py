@@ -114,11 +114,11 @@ def upstream_failure(f: http.HTTPFlow) -> str:
     """Why a flow that ended without a response failed upstream: the upstream connection's
     error, or the flow's when it is not the client's doing (a disconnect, the mirror
     killing it); "" otherwise."""
-    if f.server_conn.error:
-        return f.server_conn.error
-    message = f.error.msg if f.error else ""
+    message = f.server_conn.error or (f.error.msg if f.error else "")
     if not message or message == mflow.Error.KILLED_MESSAGE:
         return ""
+    # mitmproxy's words for a connection a server_connect hook refused, before the reason
+    message = message.removeprefix("Connection killed: ")
     return "" if message.lower().startswith("client") else message
 
 
