@@ -52,12 +52,13 @@ class Parsed(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.tags.append((tag, dict(attrs)))
-        if tag not in ("meta", "input", "br", "i", "polyline"):
+        if tag not in ("meta", "input", "br"):  # void elements
             self.open.append(tag)
 
+    def handle_startendtag(self, tag, attrs):  # <polyline .../>
+        self.tags.append((tag, dict(attrs)))
+
     def handle_endtag(self, tag):
-        if tag in ("i", "polyline"):
-            return
         assert self.open.pop() == tag, f"</{tag}> closes something else"
 
 
@@ -149,11 +150,16 @@ def test_sort_links_refresh_and_a_cut_list():
 
 def test_sparkline_scales_to_the_largest_value():
     svg = sparkline([("a", [0, 5, 10]), ("b", [10, 0, 0])], "label <x>")
-    assert '<polyline class="a" points="0.0,38.0 120.0,20.0 240.0,2.0"/>' in svg
-    assert '<polyline class="b" points="0.0,2.0 120.0,38.0 240.0,38.0"/>' in svg
+    assert '<polyline class="a" points="2.0,38.0 120.0,20.0 238.0,2.0"/>' in svg
+    assert '<polyline class="b" points="2.0,2.0 120.0,38.0 238.0,38.0"/>' in svg
     assert "label &lt;x&gt;" in svg
     flat = sparkline([("a", [0, 0])], "")
-    assert 'points="0.0,38.0 240.0,38.0"' in flat
+    assert 'points="2.0,38.0 238.0,38.0"' in flat
+    gaps = sparkline([("a", [1, 1, None, 0, None, None, 1])], "")  # None: nothing to show
+    assert '<polyline class="a" points="2.0,2.0 41.3,2.0"/>' in gaps
+    assert '<circle class="a" cx="120.0" cy="38.0" r="2"/>' in gaps
+    assert '<circle class="a" cx="238.0" cy="2.0" r="2"/>' in gaps
+    assert sparkline([("a", [None, None])], "").count("<polyline") == 0
 
 
 def test_ago():

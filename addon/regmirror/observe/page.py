@@ -71,18 +71,26 @@ def share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}{NBSP}%" if whole else "–"
 
 
-def sparkline(series: Sequence[tuple[str, Sequence[float]]], label: str) -> str:
-    """Inline SVG: one line per (css class, values), on a common scale."""
+def sparkline(series: Sequence[tuple[str, Sequence[float | None]]], label: str) -> str:
+    """Inline SVG: one line per (css class, values), on a common scale; None leaves a gap
+    (a minute with nothing to show)."""
     width, height = 240, 40
-    top = max((v for _, values in series for v in values), default=0) or 1
+    top = max((v for _, values in series for v in values if v is not None), default=0) or 1
     lines = []
     for css, values in series:
-        step = width / max(len(values) - 1, 1)
-        points = " ".join(
-            f"{i * step:.1f},{height - 2 - (height - 4) * v / top:.1f}"
-            for i, v in enumerate(values)
-        )
-        lines.append(f'<polyline class="{css}" points="{points}"/>')
+        step = (width - 4) / max(len(values) - 1, 1)  # 2 px inside each end: dots fit
+        runs: list[list[str]] = [[]]
+        for i, v in enumerate(values):
+            if v is None:
+                runs.append([])
+            else:
+                runs[-1].append(f"{2 + i * step:.1f},{height - 2 - (height - 4) * v / top:.1f}")
+        for run in filter(None, runs):
+            if len(run) == 1:  # a lone minute: a dot
+                x, y = run[0].split(",")
+                lines.append(f'<circle class="{css}" cx="{x}" cy="{y}" r="2"/>')
+            else:
+                lines.append(f'<polyline class="{css}" points="{" ".join(run)}"/>')
     return (
         f'<svg class="spark" viewBox="0 0 {width} {height}" preserveAspectRatio="none" '
         f'role="img" aria-label="{esc(label)}"><title>{esc(label)}</title>{"".join(lines)}</svg>'
@@ -116,7 +124,7 @@ def cache_card(view: View) -> str:
             f"<tr><th>{label}</th><td>{share(m.hits, m.hits + m.misses)} "
             f'<span class="dim">({m.hits:,} hits, {m.misses:,} misses)</span></td></tr>'
         )
-    ratios = [m.hits / (m.hits + m.misses) if m.hits + m.misses else 0.0
+    ratios = [m.hits / (m.hits + m.misses) if m.hits + m.misses else None
               for m in view.activity.minutes]  # fmt: skip
     spark = sparkline([("hits", ratios)], "hit ratio per minute, last hour")
     return (
@@ -277,13 +285,14 @@ background:none;border:0;padding:0}.cards article{margin:0}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .5rem;
 border-bottom:1px solid var(--line);vertical-align:top}th{font-weight:600}
 .kv th{font-weight:normal;color:var(--dim)}.scroll{overflow-x:auto}
-td:nth-child(n+3),#image-table th,#image-table td{white-space:nowrap}
+th,time,#image-table td{white-space:nowrap}
 #image-table td:first-child{white-space:normal;overflow-wrap:anywhere}code{font-size:.85em}
 a{color:var(--upstream)}meter{width:100%;height:.8rem}.bad{color:var(--bad)}
 .good{color:var(--good)}.chart{display:flex;align-items:center;gap:.6rem;margin:.6rem 0 0}
 .spark{width:240px;height:40px;max-width:60%;flex:none}.spark polyline{fill:none;
 stroke-width:1.5;vector-effect:non-scaling-stroke}.spark .cache,.spark .hits{stroke:var(--cache)}
-.spark .upstream{stroke:var(--upstream)}.key{display:inline-block;width:.7rem;height:.7rem;
+.spark .upstream{stroke:var(--upstream)}.spark circle{stroke:none;fill:var(--cache)}
+.spark circle.upstream{fill:var(--upstream)}.key{display:inline-block;width:.7rem;height:.7rem;
 border-radius:2px;margin-right:.4rem}.key.cache{background:var(--cache)}
 .key.upstream{background:var(--upstream)}form{display:flex;gap:.5rem;margin:0 0 .3rem}
 input[type=search]{flex:1;font:inherit;padding:.35rem .5rem;border:1px solid var(--line);
