@@ -126,6 +126,7 @@ def test_page_params():
     assert page_params({"q": "x" * 500, "sort": "size", "refresh": "1"}) == ("x" * 200, "size", 5)
     assert page_params({"sort": "evil", "refresh": "99999"}) == ("", "pulled", 3600)
     assert page_params({"refresh": "soon"})[2] == 0
+    assert page_params({"q": "a\udcffb"})[0] == "a\\udcffb"  # ?q=a%FFb: no UTF-8
 
 
 async def test_callers_share_the_job_that_runs():
@@ -230,8 +231,8 @@ async def test_the_page_lists_what_the_cache_holds(status_chain):
     assert "<td>docker.io/library/nginx:1-alpine</td>" in resp.text
     assert f'title="{digest}"' in resp.text and 'value="nginx"' in resp.text
     assert 'max="1048576" value="14"' in resp.text  # 14 bytes of 1 MiB
-    none = await get(status, PAGE_PATH + "?q=redis")
-    assert "nginx:1-alpine" not in none.text
+    none = await get(status, PAGE_PATH + "?q=redis%FF")
+    assert "nginx:1-alpine" not in none.text and 'value="redis\\udcff"' in none.text
     again = await get(status, PAGE_PATH)
     assert nonce not in again.text  # a new nonce each time
     assert (await get(status, "/_regmirror")).headers["Location"] == PAGE_PATH

@@ -30,7 +30,7 @@ class View(NamedTuple):
     limit: int  # bytes
     problem: str  # why the cache index could not be read
     activity: Snapshot
-    images: list[CachedImage]  # the rows shown, filtered and sorted
+    images: list[CachedImage]  # the rows shown, filtered and sorted (status.page_text)
     matched: int  # images the filter matched (more than shown when cut)
     query: str
     sort: str

@@ -11,8 +11,9 @@ Under client authentication the metrics and the page need credentials too, unles
 client's address is in regmirror_metrics_allow; healthz and readyz are open to probes.
 
 They are answered before routing, so they never reach an upstream or count in the metrics.
-The page's index queries and the readiness probe run in a thread, one at a time (callers
-meanwhile share the running one), so that neither can hold up a pull.
+The page's index read and the readiness probe run in a thread, one at a time (callers
+meanwhile share the running one), and so does the page's rendering, so that none of them
+can hold up a pull.
 """
 
 import asyncio
@@ -32,6 +33,7 @@ from .. import answers
 from ..cache.addon import Cache
 from . import page
 from .activity import Activity
+from .describe import printable
 from .images import DEFAULT_SORT, SORTS, Contents, References, read_cache, select
 from .readiness import Check, probe_cache, verdict
 
@@ -73,7 +75,7 @@ def _response(method: str, status: int, body: bytes, ctype: str) -> http.Respons
 def page_params(query: Mapping[str, str]) -> tuple[str, str, int]:
     """The page's query string: filter text, sort column, auto-refresh seconds (0: off,
     else 5 to 3600)."""
-    q = query.get("q", "")[:MAX_QUERY]
+    q = printable(query.get("q", ""))[:MAX_QUERY]  # bytes that are no UTF-8 stay escaped
     sort = query.get("sort", "")
     try:
         refresh = int(query.get("refresh", "0"))
@@ -87,9 +89,16 @@ def ready_response(method: str, checks: Sequence[Check]) -> http.Response:
     return _response(method, status, json.dumps(body).encode() + b"\n", JSON)
 
 
-def page_response(method: str, view: page.View) -> http.Response:
-    resp = _response(method, 200, page.render(view).encode(), "text/html; charset=utf-8")
-    resp.headers["Content-Security-Policy"] = page.content_security_policy(view.nonce)
+def page_text(view: page.View) -> str:
+    """The page, its image table filtered, sorted and cut from what the cache holds."""
+    images = view.contents.images if view.contents else []
+    rows, matched = select(images, view.query, view.sort, MAX_ROWS)
+    return page.render(view._replace(images=rows, matched=matched))
+
+
+def page_response(method: str, text: str, nonce: str) -> http.Response:
+    resp = _response(method, 200, text.encode(), "text/html; charset=utf-8")
+    resp.headers["Content-Security-Policy"] = page.content_security_policy(nonce)
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "no-referrer"
     return resp
@@ -143,6 +152,7 @@ class StatusEndpoints:
         self._contents: Shared[Contents] = Shared()
         self._probe: Shared[Check] = Shared()
         self._refs: References | None = None
+        self._rendering = asyncio.Lock()
         Gauge(
             "regmirror_cache_max_size_bytes",
             "The cache's size limit (regmirror_cache_max_size); 0 with the cache off.",
@@ -187,7 +197,10 @@ class StatusEndpoints:
         elif path in (PAGE_PATH, READY_PATH) and req.method not in ("GET", "HEAD"):
             resp = _response(req.method, 405, b"GET or HEAD only\n", TEXT)
         elif path == PAGE_PATH:
-            resp = page_response(req.method, await self._view(req))
+            view = await self._view(req)
+            async with self._rendering:  # in a thread, so that a big table never stalls pulls
+                text = await asyncio.to_thread(page_text, view)
+            resp = page_response(req.method, text, view.nonce)
         elif path == READY_PATH:
             resp = ready_response(req.method, [self._config(), await self._cache_check()])
         elif not (resp := answer(req.method, path, self.registry)):
@@ -218,6 +231,7 @@ class StatusEndpoints:
             return Check("cache", False, f"the cache did not answer within {READY_WAIT:g} s")
 
     async def _view(self, req: http.Request) -> page.View:
+        """Everything the page shows; its image rows are chosen by page_text."""
         now = time.time()
         query, sort, refresh = page_params(req.query)
         store = self.cache.store if self.cache else None
@@ -232,7 +246,6 @@ class StatusEndpoints:
                 problem = f"the cache index did not answer within {PAGE_WAIT:g} s"
             except sqlite3.Error as e:
                 problem = f"the cache index cannot be read: {e}"
-        rows, matched = select(contents.images if contents else [], query, sort, MAX_ROWS)
         return page.View(
             now=now,
             started=self.started or now,
@@ -241,8 +254,8 @@ class StatusEndpoints:
             limit=self.cache.max_size if self.cache else 0,
             problem=problem,
             activity=self.activity.snapshot(now),
-            images=rows,
-            matched=matched,
+            images=[],
+            matched=0,
             query=query,
             sort=sort,
             refresh=refresh,
