@@ -46,7 +46,7 @@ JSON = "application/json"
 MAX_ROWS = 500  # images on the page; the filter finds the others
 MAX_QUERY = 200  # characters of the filter kept
 PAGE_WAIT = 5.0  # seconds the page waits for the index before it shows what it has
-READY_WAIT = 2.0  # seconds readyz waits for the cache probe (probes give up after 1 s)
+READY_WAIT = 2.0  # seconds readyz waits for the cache probe; probes should wait longer
 T = TypeVar("T")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
