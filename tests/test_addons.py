@@ -4,8 +4,10 @@ pair shows; in the mirror's order it works."""
 import base64
 
 import pytest
+from mitmproxy import flow
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.proxy.layers.http import (
+    HttpErrorHook,
     HttpRequestHeadersHook,
     HttpRequestHook,
     HttpResponseHeadersHook,
@@ -17,6 +19,7 @@ from regmirror.auth.client_auth import ClientAuth
 from regmirror.auth.token_proxy import TokenAuth
 from regmirror.cache.addon import Cache
 from regmirror.cache.data_plane import DataPlane
+from regmirror.observe.activity import Activity
 from regmirror.observe.metrics import Metrics
 from regmirror.observe.status import StatusEndpoints
 from regmirror.observe.views import Views
@@ -111,6 +114,17 @@ async def cache_before_data_plane(tctx, addons) -> bool:
     return f.response is not None and f.response.status_code == 307
 
 
+async def cache_before_activity(tctx, addons) -> bool:
+    tctx.options.update(regmirror_config="")
+    f = reverse_flow("GET", "/v2/library/x/blobs/sha256:" + "a" * 64)
+    await tctx.master.addons.trigger_event(HttpRequestHeadersHook(f))
+    respond(f, 200, {"Content-Type": "application/octet-stream", "Content-Length": "10"})
+    await tctx.master.addons.trigger_event(HttpResponseHeadersHook(f))
+    f.error = flow.Error("Server disconnected.")  # the upstream went away mid-body
+    await tctx.master.addons.trigger_event(HttpErrorHook(f))
+    return [e.kind for e in of(addons, Activity).recent] == ["fill failed"]
+
+
 SCENARIOS = {
     (StatusEndpoints, Router): status_before_router,
     (Router, ClientAuth): router_before_client_auth,
@@ -118,6 +132,7 @@ SCENARIOS = {
     (TokenAuth, Metrics): token_auth_before_metrics,
     (Streaming, Cache): streaming_before_cache,
     (Cache, DataPlane): cache_before_data_plane,
+    (Cache, Activity): cache_before_activity,
 }
 
 

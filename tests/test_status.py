@@ -1,3 +1,10 @@
+import asyncio
+import hashlib
+import json
+import re
+import threading
+import time
+
 import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.addons.proxyserver import Proxyserver
@@ -6,11 +13,24 @@ from mitmproxy.test import taddons
 from prometheus_client import CollectorRegistry, Counter
 from regmirror.addons import mirror_addons
 from regmirror.auth.client_auth import ClientAuth
-from regmirror.auth.token_proxy import basic_auth
-from regmirror.observe.status import HEALTH_PATH, METRICS_PATH, StatusEndpoints, answer
+from regmirror.auth.token_proxy import TokenAuth, basic_auth
+from regmirror.cache.addon import Cache
+from regmirror.observe.activity import Activity
+from regmirror.observe.status import (
+    HEALTH_PATH,
+    METRICS_PATH,
+    PAGE_PATH,
+    READY_PATH,
+    Shared,
+    StatusEndpoints,
+    answer,
+    page_params,
+)
 from regmirror.observe.views import Views
 from regmirror.routing.config import ClientAuth as ClientAuthConfig
 from regmirror.routing.router import Router
+from regmirror.transport.side_requests import SideRequests
+from regmirror.transport.upstream import UpstreamConnections
 
 from tests.flowutil import reverse_flow
 
@@ -99,3 +119,144 @@ async def test_metrics_need_credentials_under_client_auth_unless_the_network_is_
         assert s.response.status_code == 200
         with pytest.raises(exceptions.OptionsError, match="regmirror_metrics_allow"):
             tctx.configure(status, regmirror_metrics_allow=["10.0.0.0/33"])
+
+
+def test_page_params():
+    assert page_params({}) == ("", "pulled", 0)
+    assert page_params({"q": "x" * 500, "sort": "size", "refresh": "1"}) == ("x" * 200, "size", 5)
+    assert page_params({"sort": "evil", "refresh": "99999"}) == ("", "pulled", 3600)
+    assert page_params({"refresh": "soon"})[2] == 0
+    assert page_params({"q": "a\udcffb"})[0] == "a\\udcffb"  # ?q=a%FFb: no UTF-8
+
+
+async def test_callers_share_the_job_that_runs():
+    shared, runs, gate = Shared(), [], threading.Event()
+
+    def job():
+        runs.append(1)
+        gate.wait(5)
+        return len(runs)
+
+    first = asyncio.ensure_future(shared.run(job, 5))
+    await asyncio.sleep(0.05)
+    second = asyncio.ensure_future(shared.run(job, 5))
+    gate.set()
+    assert await asyncio.gather(first, second) == [1, 1]
+    assert await shared.run(job, 5) == 2  # a new call once it has ended
+    gate.clear()
+    with pytest.raises(TimeoutError):
+        await shared.run(job, 0.05)
+    gate.set()
+
+
+@pytest.fixture
+async def status_chain(tmp_path):
+    """The status endpoints with a real cache in tmp_path/cache, started."""
+    router = Router()
+    tokens = TokenAuth(router, UpstreamConnections(), SideRequests())
+    registry = CollectorRegistry()
+    cache = Cache(tokens, SideRequests(), registry)
+    status = StatusEndpoints(registry, None, cache, Activity(registry))
+    with taddons.context(router, tokens, cache, status) as tctx:
+        tctx.configure(cache, regmirror_cache=str(tmp_path / "cache"),
+                       regmirror_cache_max_size="1m")  # fmt: skip
+        try:
+            yield status, cache
+        finally:
+            await cache.done()
+
+
+async def get(status: StatusEndpoints, path: str, method: str = "GET") -> http.Response:
+    f = reverse_flow(method, path)
+    await status.requestheaders(f)
+    assert f.response is not None, path
+    return f.response
+
+
+async def test_readyz_after_the_start_while_the_cache_can_be_written(status_chain):
+    status, cache = status_chain
+    starting = await get(status, READY_PATH)
+    assert starting.status_code == 503
+    assert json.loads(starting.content)["checks"]["config"] == {
+        "ok": False, "detail": "the mirror is starting"}  # fmt: skip
+    await cache.running()  # the file server
+    status.running()
+    ready = await get(status, READY_PATH)
+    assert (ready.status_code, ready.headers["Content-Type"]) == (200, "application/json")
+    assert json.loads(ready.content) == {
+        "ready": True,
+        "checks": {
+            "config": {"ok": True, "detail": "loaded"},
+            "cache": {"ok": True, "detail": "writable"},
+        },
+    }
+    head = await get(status, READY_PATH, "HEAD")
+    assert head.status_code == 200 and head.content == b""
+    cache.store.tmp.rmdir()  # where fills are written
+    broken = await get(status, READY_PATH)
+    assert broken.status_code == 503
+    assert json.loads(broken.content)["checks"]["cache"] == {
+        "ok": False,
+        "detail": "the cache directory cannot be written: No such file or directory",
+    }
+    assert str(cache.store.root) not in broken.text  # readyz is open: no paths
+    assert (await get(status, READY_PATH, "POST")).status_code == 405
+
+
+async def test_readyz_without_a_cache():
+    status = StatusEndpoints(CollectorRegistry())
+    with taddons.context(status):
+        status.running()
+        ready = await get(status, READY_PATH)
+    assert ready.status_code == 200
+    assert json.loads(ready.content)["checks"]["cache"] == {"ok": True, "detail": "off"}
+
+
+async def test_the_page_lists_what_the_cache_holds(status_chain):
+    status, cache = status_chain
+    body = b'{"layers": []}'
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    path = cache.store.path(digest)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(body)
+    cache.index.add(digest, len(body), "application/json", "manifest", time.time())
+    cache.index.set_tag("docker.io", "library/nginx", "1-alpine", digest, "application/json", 0)
+    resp = await get(status, PAGE_PATH + "?q=nginx")
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+    nonce = re.search(r'<script nonce="([^"]+)">', resp.text)[1]
+    assert f"script-src 'nonce-{nonce}'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert "<td>docker.io/library/nginx:1-alpine</td>" in resp.text
+    assert f'title="{digest}"' in resp.text and 'value="nginx"' in resp.text
+    assert 'max="1048576" value="14"' in resp.text  # 14 bytes of 1 MiB
+    none = await get(status, PAGE_PATH + "?q=redis%FF")
+    assert "nginx:1-alpine" not in none.text and 'value="redis\\udcff"' in none.text
+    again = await get(status, PAGE_PATH)
+    assert nonce not in again.text  # a new nonce each time
+    assert (await get(status, "/_regmirror")).headers["Location"] == PAGE_PATH
+    head = await get(status, PAGE_PATH, "HEAD")
+    assert head.content == b"" and int(head.headers["Content-Length"]) > 1000
+    assert metric_value(status.registry, "regmirror_cache_max_size_bytes") == 1 << 20
+
+
+def metric_value(registry: CollectorRegistry, name: str) -> float | None:
+    return registry.get_sample_value(name)
+
+
+async def test_the_page_needs_credentials_under_client_auth():
+    router = Router()
+    router.config = type(router.config)(auth=ClientAuthConfig(tokens=frozenset({"s" * 20})))
+    client_auth = ClientAuth(router)
+    status = StatusEndpoints(CollectorRegistry(), client_auth.admits)
+    with taddons.context(status, router, client_auth):
+        refused = await get(status, PAGE_PATH)
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"] == 'Basic realm="regmirror"'
+        f = reverse_flow("GET", PAGE_PATH, headers={"Authorization": basic_auth("me", "s" * 20)})
+        await status.requestheaders(f)
+        assert f.response.status_code == 200 and "s" * 20 not in f.response.text
+        assert "off (<code>regmirror_cache</code> is empty)" in f.response.text
+        status.running()
+        assert (await get(status, READY_PATH)).status_code == 200  # probes need none

@@ -11,6 +11,7 @@ from .auth.token_proxy import TokenAuth
 from .cache.addon import Cache
 from .cache.data_plane import DataPlane
 from .guard import guarded
+from .observe.activity import Activity
 from .observe.annotations import Annotations
 from .observe.metrics import Metrics
 from .observe.oplog import OpLog
@@ -39,6 +40,9 @@ ORDER = (
      "a plain pass-through"),
     (Cache, DataPlane,
      "the data plane redirects only what the cache has found to be a hit it may serve"),
+    (Cache, Activity,
+     "the status page's activity reads the cache's outcome of a flow (hit, stale, fill "
+     "failed), which the cache writes in the same hooks"),
     (TokenAuth, Metrics,
      "metrics counts a flow as sent upstream when its request hook finds no answer; the "
      "token proxy answers malformed OAuth2 forms in that hook"),
@@ -51,14 +55,14 @@ def mirror_addons() -> list[object]:
     client_auth = ClientAuth(router)
     connections, side = UpstreamConnections(), SideRequests()
     tokens = TokenAuth(router, connections, side)
-    cache = Cache(tokens, side, metrics.registry)
+    cache, activity = Cache(tokens, side, metrics.registry), Activity(metrics.registry)
     return guarded(
         [
             Patches(),
             connections,
             RefuseTls(),
             ConnectionLimits(),
-            StatusEndpoints(metrics.registry, client_auth.admits),
+            StatusEndpoints(metrics.registry, client_auth.admits, cache, activity),
             router,
             client_auth,
             tokens,
@@ -70,6 +74,7 @@ def mirror_addons() -> list[object]:
             Views(),
             Annotations(),
             Redaction(),
+            activity,
             metrics,
         ]
     )
