@@ -1,4 +1,5 @@
-"""The benchmark harness works (`bench/run.py --quick`): no timing is asserted."""
+"""The benchmark harness works (`bench/run.py --quick`): no timing is asserted. Then its
+pure parts: how upstream requests are counted."""
 
 import json
 import subprocess
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+from bench.measure import ROUND_TRIP_KINDS, request_kind, round_trip_kinds
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = {
@@ -20,6 +21,7 @@ SECTIONS = {
 }
 
 
+@pytest.mark.e2e
 def test_quick_benchmark_runs_and_reports(tmp_path):
     res = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--out", str(tmp_path)],
@@ -50,3 +52,53 @@ def test_quick_benchmark_runs_and_reports(tmp_path):
     assert all(isinstance(t["met"], bool) for t in doc["targets"])
     assert "| target | goal | measured | ratio | result |" in res.stdout
     assert list(tmp_path.glob("bench-*.png"))
+
+
+# ------------------------------------------------------------------------------------------
+# counting upstream requests
+# ------------------------------------------------------------------------------------------
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "kind"),
+    [
+        ("GET", "/v2/", 401, "GET ping"),
+        ("GET", "/v2", 200, "GET ping"),
+        ("HEAD", "/v2/library/multi/manifests/1", 200, "HEAD manifest by tag"),
+        ("GET", "/v2/library/multi/manifests/latest?ns=docker.io", 200, "GET manifest by tag"),
+        ("GET", f"/v2/bench/multi-0/manifests/{DIGEST}", 200, "GET manifest by digest"),
+        ("HEAD", f"/v2/a/b/c/manifests/{DIGEST}", 404, "HEAD manifest by digest"),
+        ("GET", f"/v2/bench/blob-1g/blobs/{DIGEST}", 200, "GET blob"),
+        ("GET", f"/v2/bench/blob-1g/blobs/{DIGEST}", 401, "GET blob (401)"),
+        ("GET", "/v2/library/multi/manifests/1", 401, "GET manifest by tag (401)"),
+        ("POST", "/v2/bench/x/blobs/uploads/", 202, "POST other"),
+        ("GET", "/v2/_catalog", 200, "GET other"),
+        ("GET", "/v2/bench/x/tags/list", 401, "GET other (401)"),
+    ],
+)
+def test_request_kind(method, path, status, kind):
+    assert request_kind(method, path, status) == kind
+
+
+def test_round_trip_kinds_fold_request_kinds():
+    requests = {
+        "GET ping": 1,
+        "token": 2,
+        "HEAD manifest by tag": 1,
+        "GET manifest by digest": 2,
+        "GET blob": 3,
+        "HEAD blob": 1,
+        "GET blob (401)": 4,
+        "GET other": 1,
+    }
+    assert round_trip_kinds(requests) == {
+        "ping": 1,
+        "challenge": 4,
+        "token": 2,
+        "manifest": 3,
+        "blob": 4,
+        "other": 1,
+    }
+    assert round_trip_kinds({}) == dict.fromkeys(ROUND_TRIP_KINDS, 0)
