@@ -36,7 +36,14 @@ class Image:
     repo: str
     tag: str
     manifest: Blob
+    config: Blob
     layers: tuple[Blob, ...]
+
+    @property
+    def content_size(self) -> int:
+        """Bytes of what a pull fetches by digest: config and layers (the manifest comes by
+        tag)."""
+        return self.config.size + sum(b.size for b in self.layers)
 
 
 def chunks(size: int, seed: int) -> Iterator[bytes]:
@@ -124,7 +131,8 @@ class Pusher:
         )
         put.raise_for_status()
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        return Image(repo, tag, Blob(digest, len(data), OCI_MANIFEST), tuple(layers))
+        manifest_blob = Blob(digest, len(data), OCI_MANIFEST)
+        return Image(repo, tag, manifest_blob, config_blob, tuple(layers))
 
 
 def _with_digest(location: str, digest: str) -> str:
