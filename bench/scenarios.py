@@ -60,8 +60,9 @@ class Data:
     many_repo: str
     many: list[Blob]  # blobs for the concurrency section
     multi: list[str]  # multi-arch images for cold pulls, one per repetition
-    multi_size: dict[str, int]  # bytes of each one's manifests, configs, layers: what a
-    # caching mirror stores of it (the index comes by tag)
+    # bytes a caching mirror stores of each (manifests, configs, layers; the index comes by
+    # tag) when it pulled the ones before it in `multi`: their arch layers are the same bytes
+    multi_size: dict[str, int]
     flight_repo: str
     flight: Blob  # one blob that many clients ask for at once (single_flight)
 
@@ -89,15 +90,19 @@ def setup(stack: Stack, plan: Plan, work: Path) -> Data:
             for i in range(max(plan.concurrency))
         ]
         flight = pusher.blob(flight_repo, plan.flight_blob, 2000)
-    multi, multi_size = [], {}
+    multi, multi_size, seen = [], {}, set()
     for i in range(plan.pull_reps):
         repo = f"bench/multi-{i}"
         image = build_two_platform(work / "layouts" / repo, f"multi{i}")
         push(image, f"{stack.upstream.host}/{repo}:1", work / "push", creds=PUSHER_CREDS)
         multi.append(repo)
-        multi_size[repo] = sum(
-            b.size for p in image.platforms.values() for b in (p.manifest, p.config, *p.layers)
-        )
+        content = {
+            b.digest: b.size
+            for p in image.platforms.values()
+            for b in (p.manifest, p.config, *p.layers)
+        }
+        multi_size[repo] = sum(size for digest, size in content.items() if digest not in seen)
+        seen |= content.keys()
     return Data(images, many_repo, many, multi, multi_size, flight_repo, flight)
 
 
