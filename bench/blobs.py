@@ -39,12 +39,6 @@ class Image:
     config: Blob
     layers: tuple[Blob, ...]
 
-    @property
-    def content_size(self) -> int:
-        """Bytes of what a pull fetches by digest: config and layers (the manifest comes by
-        tag)."""
-        return self.config.size + sum(b.size for b in self.layers)
-
 
 def chunks(size: int, seed: int) -> Iterator[bytes]:
     """`size` seeded random bytes, in pieces of at most CHUNK."""

@@ -139,9 +139,9 @@ def summarize(raw: dict[str, Any], plan: Plan) -> list[CacheRow]:
             0,
         ),
         CacheRow(
-            f"{big_h} blob, curl: commit after the client's last byte",
+            f"{big_h} blob, curl: stored, after the client's last byte",
             "s",
-            per_variant(curl, BLOB_KEYS, key("commit_wait_s")),
+            per_variant(curl, BLOB_KEYS, key("store_wait_s")),
         ),
         CacheRow(
             f"{big_h} blob, skopeo copy to dir: (mirror over TLS)",

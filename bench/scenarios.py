@@ -5,9 +5,12 @@ The peer is distribution's pull-through cache: "peer_cold" is a fresh process wi
 storage (it must fetch from the upstream, as the pass-through mirror always does),
 "peer_warm" the same process right after, serving from its own storage. The caching mirror
 ("mirror_cache", issue 10) is measured the same way: "mirror_cache_cold" is a fresh process
-with an empty cache directory (it fills), "mirror_cache_warm" the same process once the fill
-is committed (it serves a hit). For these, the requests the upstream saw are recorded with
-each measurement ("upstream", by measure.request_kind).
+with an empty cache directory (it fills), "mirror_cache_warm" the same process right after.
+Both store what a cold measurement fetched only after their client got its last byte, so
+the warm measurement waits until they have ("store_wait_s"); without that wait it may be
+served from the upstream again. For these, the requests the upstream saw are recorded with
+each measurement ("upstream", by measure.request_kind; a cold one's include the peer's own
+fetch for its storage).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class Data:
     many_repo: str
     many: list[Blob]  # blobs for the concurrency section
     multi: list[str]  # multi-arch images for cold pulls, one per repetition
+    multi_blobs: dict[str, list[str]]  # digests of each one's configs and layers
     # bytes a caching mirror stores of each (manifests, configs, layers; the index comes by
     # tag) when it pulled the ones before it in `multi`: their arch layers are the same bytes
     multi_size: dict[str, int]
@@ -90,7 +94,7 @@ def setup(stack: Stack, plan: Plan, work: Path) -> Data:
             for i in range(max(plan.concurrency))
         ]
         flight = pusher.blob(flight_repo, plan.flight_blob, 2000)
-    multi, multi_size, seen = [], {}, set()
+    multi, multi_blobs, multi_size, seen = [], {}, {}, set()
     for i in range(plan.pull_reps):
         repo = f"bench/multi-{i}"
         image = build_two_platform(work / "layouts" / repo, f"multi{i}")
@@ -103,7 +107,9 @@ def setup(stack: Stack, plan: Plan, work: Path) -> Data:
         }
         multi_size[repo] = sum(size for digest, size in content.items() if digest not in seen)
         seen |= content.keys()
-    return Data(images, many_repo, many, multi, multi_size, flight_repo, flight)
+        platforms = image.platforms.values()
+        multi_blobs[repo] = [b.digest for p in platforms for b in (p.config, *p.layers)]
+    return Data(images, many_repo, many, multi, multi_blobs, multi_size, flight_repo, flight)
 
 
 # ------------------------------------------------------------------------------------------
@@ -116,38 +122,44 @@ def _each_target(
     reps: int,
     measure: Callable[[str, int], Record],
     targets: Sequence[str] = TARGETS,
-    fills: int = 0,
-    counted: Sequence[str] = COLD_WARM,
+    stored: tuple[str, Sequence[Blob]] | None = None,
+    counted: Sequence[str] = (),
 ) -> dict[str, list[Record]]:
     """measure(target, rep) for every target and repetition, interleaved; COLD_WARM targets
-    twice, on a fresh process (cold), then again (warm). Between the two, the caching
-    mirror's commit of the `fills` bytes the cold measurement fetched is waited for (and
-    recorded as "commit_wait_s"): the warm one must find them committed. The upstream's
-    requests are counted for the `counted` targets."""
+    twice, on a fresh process (cold), then again (warm), with the upstream's requests of
+    each ("upstream"). Between the two, until the cold one has stored the blobs of `stored`
+    (repository, blobs), as "store_wait_s" (_wait_stored); its count ends after that. The
+    upstream's requests are also counted for the `counted` targets."""
     counter = UpstreamCounter(stack.upstream, stack.token_server)
     out: dict[str, list[Record]] = {}
     for t in targets:
         out.update({f"{t}_cold": [], f"{t}_warm": []} if t in COLD_WARM else {t: []})
 
-    def counting(target: str, rep: int) -> Record:
-        if target not in counted:
-            return measure(target, rep)
+    def counting(target: str, rep: int, cold: bool = False) -> Record:
         counter.mark()
         record = measure(target, rep)
+        if cold and stored:
+            record["store_wait_s"] = _wait_stored(stack, target, *stored)
         return {**record, "upstream": counter.requests()}
 
     for rep in range(reps):
         for target in rotated(targets, rep):
-            if target not in COLD_WARM:
+            if target in COLD_WARM:
+                stack.restart(target)
+                out[f"{target}_cold"].append(counting(target, rep, cold=True))
+                out[f"{target}_warm"].append(counting(target, rep))
+            elif target in counted:
                 out[target].append(counting(target, rep))
-                continue
-            stack.restart(target)
-            cold = counting(target, rep)
-            if target == CACHED and fills:
-                cold["commit_wait_s"] = stack.wait_committed(fills)
-            out[f"{target}_cold"].append(cold)
-            out[f"{target}_warm"].append(counting(target, rep))
+            else:
+                out[target].append(measure(target, rep))
     return out
+
+
+def _wait_stored(stack: Stack, target: str, repo: str, blobs: Sequence[Blob]) -> float:
+    """Seconds until a fresh `target` has stored `blobs` fetched through `repo`."""
+    if target == CACHED:
+        return stack.wait_committed(sum(b.size for b in blobs))  # its cache was empty
+    return stack.wait_peer_stored(target, repo, [b.digest for b in blobs])
 
 
 def _auth(stack: Stack, target: str, token: str) -> dict[str, str]:
@@ -212,7 +224,8 @@ def blob_curl(stack: Stack, data: Data, plan: Plan, token: str) -> dict[str, Any
         big = size == plan.big
         over_tls = ("mirror_tls",) if big and stack.mirror_speaks_tls else ()
         targets = (*TARGETS, *over_tls, *((CACHED,) if big else ()))
-        out[size_label(size)] = _each_target(stack, plan.reps, measure, targets, size)
+        stored = (image.repo, image.layers)
+        out[size_label(size)] = _each_target(stack, plan.reps, measure, targets, stored)
     return out
 
 
@@ -235,8 +248,8 @@ def blob_skopeo(stack: Stack, data: Data, plan: Plan, work: Path) -> dict[str, A
 
     logger.info("blob %s with skopeo", size_label(plan.big))
     targets = (*TARGETS, "peer_tls", CACHED)
-    fills = image.content_size
-    return {size_label(plan.big): _each_target(stack, plan.slow_reps, measure, targets, fills)}
+    stored = (image.repo, (image.config, *image.layers))
+    return {size_label(plan.big): _each_target(stack, plan.slow_reps, measure, targets, stored)}
 
 
 # ------------------------------------------------------------------------------------------
@@ -298,8 +311,8 @@ def cold_pulls(stack: Stack, data: Data, work: Path) -> dict[str, list[Record]]:
     trips the upstream (registry and token service) saw for it ("round_trips" by kind,
     "requests" by measure.request_kind). For "direct" those are the client's own requests.
     Then another client pulls the same image again through the mirror, the caching mirror
-    (once it committed what the first pull fetched) and the peer ("mirror_again",
-    "mirror_cache_again", "peer_again"): what their caches save."""
+    and the peer ("mirror_again", "mirror_cache_again", "peer_again"), once the caches have
+    stored what the first pull fetched ("store_wait_s"): what their caches save."""
     counter = UpstreamCounter(stack.upstream, stack.token_server)
     targets = (*TARGETS, CACHED)
     again = ("mirror", CACHED, "peer")
@@ -308,19 +321,16 @@ def cold_pulls(stack: Stack, data: Data, work: Path) -> dict[str, list[Record]]:
     def pull(target: str, repo: str, rep: int, key: str) -> None:
         counter.mark()
         ref = f"{stack.host(target)}/{repo}:1"
-        committed = stack.cache_size() if key == CACHED else 0
+        held = stack.cache_size() if key == CACHED else 0
         result = skopeo_pull(work / f"pull-{key}-{rep}", ref, multi_arch=True)
+        record: Record = {"seconds": result.seconds, "client_cpu_s": result.client_cpu_s}
+        if key == CACHED:
+            record["store_wait_s"] = stack.wait_committed(held + data.multi_size[repo])
+        elif key == "peer":
+            record["store_wait_s"] = stack.wait_peer_stored(key, repo, data.multi_blobs[repo])
         requests = counter.requests()
         counts = round_trip_kinds(requests)
-        record = {
-            "seconds": result.seconds,
-            "client_cpu_s": result.client_cpu_s,
-            "round_trips": counts,
-            "requests": requests,
-            "total": sum(counts.values()),
-        }
-        if key == CACHED:
-            record["commit_wait_s"] = stack.wait_committed(committed + data.multi_size[repo])
+        record.update(round_trips=counts, requests=requests, total=sum(counts.values()))
         out[key].append(record)
 
     for rep, repo in enumerate(data.multi):
@@ -386,7 +396,8 @@ def single_flight(stack: Stack, data: Data, plan: Plan, token: str, work: Path) 
 
     logger.info("%d clients, one cold %s blob", n, size_label(blob.size))
     targets = ("direct", CACHED, "peer")
-    return {str(n): _each_target(stack, plan.slow_reps, measure, targets, blob.size, targets)}
+    stored = (data.flight_repo, (blob,))
+    return {str(n): _each_target(stack, plan.slow_reps, measure, targets, stored, ("direct",))}
 
 
 def idle_connections(

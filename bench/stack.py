@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,16 +166,20 @@ class Stack:
         r.raise_for_status()
         return int(metric_value(r.text, CACHE_SIZE_METRIC) or 0)
 
-    def wait_committed(self, size: int, timeout: float = 60.0) -> float:
-        """Wait until the caching mirror has committed at least `size` bytes (the fill's
-        fsync, rename and index row run after the client got its last byte); the seconds
-        waited. A warm measurement right after a cold one would otherwise race the commit."""
-        start = time.perf_counter()
-        while (got := self.cache_size()) < size:
-            if time.perf_counter() - start > timeout:
-                raise TimeoutError(f"{CACHED}: {got} of {size} bytes committed after {timeout} s")
-            time.sleep(0.02)
-        return time.perf_counter() - start
+    def wait_committed(self, size: int) -> float:
+        """Wait until the caching mirror holds at least `size` bytes: it commits a fill (fsync,
+        rename, index row) after its client got the last byte. The seconds waited."""
+        return _wait(lambda: self.cache_size() >= size, f"{CACHED}: {size} bytes committed")
+
+    def wait_peer_stored(self, target: str, repo: str, digests: Iterable[str]) -> float:
+        """Wait until distribution's proxy has stored the blobs `digests` for `repo`: it
+        stores a blob from an upstream fetch of its own, beside the one it streams to the
+        client, which ends later; until then it sends every request for it upstream again.
+        The seconds waited."""
+        registry = self.peer_tls if target == "peer_tls" else self.peer
+        assert registry is not None
+        links = [_layer_link(registry.data_dir, repo, d) for d in digests]
+        return _wait(lambda: all(p.is_file() for p in links), f"{target}: {repo} stored")
 
     def restart_peer(self, target: str = "peer") -> None:
         """A cold peer: a new process with empty storage (the old one's is deleted)."""
@@ -210,6 +214,22 @@ class Stack:
     def push_token(self, repos: list[str]) -> str:
         access = [{"type": "repository", "name": r, "actions": ["pull", "push"]} for r in repos]
         return self.token_server.issue_token("pusher", access=access)
+
+
+def _layer_link(data_dir: Path, repo: str, digest: str) -> Path:
+    """Where distribution links a blob into a repository once it is stored."""
+    algorithm, _, hex_ = digest.partition(":")
+    layers = data_dir / "docker/registry/v2/repositories" / repo / "_layers"
+    return layers / algorithm / hex_ / "link"
+
+
+def _wait(done: Callable[[], bool], what: str, timeout: float = 60.0) -> float:
+    start = time.perf_counter()
+    while not done():
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"{what}: not after {timeout:.0f} s")
+        time.sleep(0.02)
+    return time.perf_counter() - start
 
 
 def _start_cached(base: Path, upstream: str, options: Mapping[str, str]) -> Mirror:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from bench import cache_report
-from bench.blobs import Blob, Image
 from bench.measure import ROUND_TRIP_KINDS, request_kind, round_trip_kinds
 from bench.plan import QUICK
 from bench.stack import metric_value
@@ -53,7 +52,9 @@ def test_quick_benchmark_runs_and_reports(tmp_path):
     ):
         assert all(r["upstream"].get("GET blob") == blobs for r in section["mirror_cache_cold"])
         assert all(r["upstream"].get("GET blob", 0) == 0 for r in section["mirror_cache_warm"])
-        assert all(r["commit_wait_s"] >= 0 for r in section["mirror_cache_cold"])
+        for variant in ("mirror_cache_cold", "peer_cold"):
+            assert all(r["store_wait_s"] >= 0 for r in section[variant]), variant
+        assert all(r["upstream"].get("GET blob", 0) == 0 for r in section["peer_warm"])
     flight = doc["raw"]["single_flight"]["8"]
     for variant in ("direct", "mirror_cache_cold", "mirror_cache_warm", "peer_cold", "peer_warm"):
         assert flight[variant] and all(r["verified"] == 8 for r in flight[variant]), variant
@@ -147,12 +148,6 @@ def test_metric_value(text, value):
     assert metric_value(text, "regmirror_cache_size_bytes") == value
 
 
-def test_image_content_size_is_config_and_layers():
-    layers = (Blob(DIGEST, 100), Blob(DIGEST, 20))
-    image = Image("r", "1", Blob(DIGEST, 7, "m"), Blob(DIGEST, 3, "c"), layers)
-    assert image.content_size == 123
-
-
 # ------------------------------------------------------------------------------------------
 # the cache's figures and targets
 # ------------------------------------------------------------------------------------------
@@ -173,7 +168,7 @@ def synthetic_raw(again: list[dict[str, int]], flight_gets: list[int], rss_mb: f
     cold = {"GET blob": 1}
     blobs = {
         "direct": [blob_record(0.01, 40)],
-        "mirror_cache_cold": [blob_record(0.04, rss_mb, upstream=cold, commit_wait_s=0.3)],
+        "mirror_cache_cold": [blob_record(0.04, rss_mb, upstream=cold, store_wait_s=0.3)],
         "mirror_cache_warm": [blob_record(0.02, 90, upstream={})],
         "peer_cold": [blob_record(0.05, 25, upstream={"GET blob": 2})],
         "peer_warm": [blob_record(0.01, 26, upstream={})],
@@ -220,7 +215,8 @@ def test_cache_rows_put_each_variant_in_its_column():
         "direct": 0.1, "cache_cold": 0.3, "cache_warm": 0.1, "peer_cold": 0.5, "peer_warm": 0.1,
     }  # fmt: skip
     assert rows["multi-arch image pull: upstream round trips"].values["peer_cold"] == 21
-    assert rows["4 MiB blob, curl: commit after the client's last byte"].values["cache_cold"] == 0.3
+    stored = rows["4 MiB blob, curl: stored, after the client's last byte"].values
+    assert (stored["cache_cold"], stored["cache_warm"]) == (0.3, None)
     flight = rows["8 clients at once, one 1 MiB blob: upstream blob GETs"].values
     assert (flight["direct"], flight["cache_cold"], flight["peer_cold"]) == (8, 1, 8)
 
