@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = replace(plan, reps=args.reps)
     options = _mirror_options(args.mirror_set)
     started = time.monotonic()
+    # the machine's 1, 5 and 15 minute load averages: at start, after each section, at end
     load = {"start": os.getloadavg()}
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     work = Path(tempfile.mkdtemp(prefix="regmirror-bench-"))
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.monotonic()
                 raw[name] = run()
                 timings[name] = time.monotonic() - t
+                load[name] = os.getloadavg()
                 logger.info("%s done in %.1f s", name, timings[name])
         finally:
             stack.stop()
