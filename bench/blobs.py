@@ -36,6 +36,7 @@ class Image:
     repo: str
     tag: str
     manifest: Blob
+    config: Blob
     layers: tuple[Blob, ...]
 
 
@@ -124,7 +125,8 @@ class Pusher:
         )
         put.raise_for_status()
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        return Image(repo, tag, Blob(digest, len(data), OCI_MANIFEST), tuple(layers))
+        manifest_blob = Blob(digest, len(data), OCI_MANIFEST)
+        return Image(repo, tag, manifest_blob, config_blob, tuple(layers))
 
 
 def _with_digest(location: str, digest: str) -> str:

@@ -21,7 +21,7 @@ import httpx
 
 from tests.support.load import raise_open_files
 
-from . import chart, profile, report, scenarios
+from . import cache_report, chart, profile, report, scenarios
 from .measure import curl_get, skopeo_pull
 from .plan import FULL, QUICK, Plan
 from .stack import Stack
@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = replace(plan, reps=args.reps)
     options = _mirror_options(args.mirror_set)
     started = time.monotonic()
+    # the machine's 1, 5 and 15 minute load averages: at start, after each section, at end
+    load = {"start": os.getloadavg()}
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     work = Path(tempfile.mkdtemp(prefix="regmirror-bench-"))
     logger.info("work folder %s", work)
@@ -147,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
                 "concurrency": lambda: scenarios.concurrency(
                     stack, data, plan, token, work / "conc"
                 ),
+                "single_flight": lambda: scenarios.single_flight(
+                    stack, data, plan, token, work / "flight"
+                ),
                 "idle_connections": lambda: scenarios.idle_connections(
                     stack, data, plan, token, work / "idle"
                 ),
@@ -155,9 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.monotonic()
                 raw[name] = run()
                 timings[name] = time.monotonic() - t
+                load[name] = os.getloadavg()
                 logger.info("%s done in %.1f s", name, timings[name])
         finally:
             stack.stop()
+            load["end"] = os.getloadavg()
     finally:
         if args.keep:
             logger.info("kept %s", work)
@@ -165,6 +172,17 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     rows, targets, scaling = report.summarize(raw, plan)
+    cache_rows = cache_report.summarize(raw, plan)
+    cache_targets = cache_report.targets(raw, plan)
+    requests = cache_report.request_table(raw)
+    cache = {
+        "summary": [
+            {**asdict(r), "ratios": {f"{a}/{b}": r.ratio(a, b) for a, b in cache_report.RATIOS}}
+            for r in cache_rows
+        ],
+        "requests": requests,
+        "targets": [asdict(t) for t in cache_targets],
+    }
     meta = {
         "date": stamp,
         "command": "./run.sh bench " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -172,11 +190,19 @@ def main(argv: list[str] | None = None) -> int:
         "plan": asdict(plan),
         "mirror_options": options,
         "machine": machine(),
+        "load": load,
         "seconds": {**timings, "total": time.monotonic() - started},
     }
-    table = report.markdown(rows, targets)
+    table = "\n".join(
+        [
+            report.markdown(rows, targets),
+            "Pull-through cache (issue 10):\n",
+            cache_report.markdown(cache_rows, requests),
+            report.target_table(cache_targets),
+        ]
+    )
     json_path = args.out / f"bench-{stamp}.json"
-    report.write_json(json_path, meta, raw, rows, targets, scaling)
+    report.write_json(json_path, meta, raw, rows, targets, scaling, cache)
     shutil.copyfile(json_path, args.out / "latest.json")
     (args.out / "latest.md").write_text(table)
     title = (
@@ -184,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{meta['machine']['memory']}, kernel {meta['machine']['kernel']}, loopback"
     )
     png = args.out / f"bench-{stamp}.png"
-    chart.draw(png, raw, plan, targets, title)
+    chart.draw(png, raw, plan, [*targets, *cache_targets], title)
     if args.chart:
         args.chart.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(png, args.chart)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import resource
 import shutil
 import statistics
@@ -269,10 +270,44 @@ def median(values: Sequence[float]) -> float:
 # ------------------------------------------------------------------------------------------
 
 ROUND_TRIP_KINDS = ("ping", "challenge", "token", "manifest", "blob", "other")
+_MANIFEST = re.compile(r"/v2/.+/manifests/(?P<reference>[^/]+)")
+_BLOB = re.compile(r"/v2/.+/blobs/[a-z0-9]+:[0-9a-f]+")
+
+
+CHALLENGED = " (401)"
+
+
+def request_kind(method: str, path: str, status: int) -> str:
+    """One upstream request, as counted: "GET ping" (`/v2/`), "HEAD manifest by tag",
+    "GET manifest by digest", "GET blob", "GET other"; with " (401)" when it was answered
+    with a challenge (a ping is a ping whatever its answer)."""
+    path = path.split("?", 1)[0]
+    if path.rstrip("/") == "/v2":
+        return f"{method} ping"
+    if m := _MANIFEST.fullmatch(path):
+        what = "manifest by digest" if ":" in m["reference"] else "manifest by tag"
+    elif _BLOB.fullmatch(path):
+        what = "blob"
+    else:
+        what = "other"
+    return f"{method} {what}{CHALLENGED if status == 401 else ''}"
+
+
+def round_trip_kinds(requests: dict[str, int]) -> dict[str, int]:
+    """Requests by request_kind() (and "token") -> round trips by ROUND_TRIP_KINDS: ping,
+    challenge (any other 401), token, manifest, blob (HEAD or GET), other."""
+    counts: Counter[str] = Counter({k: 0 for k in ROUND_TRIP_KINDS})
+    for kind, n in requests.items():
+        if kind.endswith(CHALLENGED):
+            counts["challenge"] += n
+        else:
+            counts[kind.split(" ")[1] if " " in kind else kind] += n
+    return dict(counts)
 
 
 class UpstreamCounter:
-    """Requests the upstream registry and its token service saw between mark() and count()."""
+    """Requests the upstream registry and its token service saw between mark() and count()
+    (or requests())."""
 
     def __init__(self, registry: Registry, token_server: TokenServer) -> None:
         self.registry = registry
@@ -285,21 +320,17 @@ class UpstreamCounter:
     def count(self, settle: float = 0.2) -> dict[str, int]:
         """Round trips by kind: ping (GET /v2/), challenge (any other 401), token, manifest,
         blob (HEAD or GET), other."""
+        return round_trip_kinds(self.requests(settle))
+
+    def requests(self, settle: float = 0.2) -> dict[str, int]:
+        """Requests by request_kind(), and "token" for the token service's."""
         time.sleep(settle)  # the registry writes its access log line after answering
-        counts: Counter[str] = Counter({k: 0 for k in ROUND_TRIP_KINDS})
-        for entry in self.registry.access_log()[self._marks[0] :]:
-            path = entry.path.split("?", 1)[0]
-            if path.rstrip("/") == "/v2":
-                counts["ping"] += 1
-            elif entry.status == 401:
-                counts["challenge"] += 1
-            elif "/manifests/" in path:
-                counts["manifest"] += 1
-            elif "/blobs/" in path:
-                counts["blob"] += 1
-            else:
-                counts["other"] += 1
-        counts["token"] += len(self.token_server.records_since(self._marks[1]))
+        counts = Counter(
+            request_kind(e.method, e.path, e.status)
+            for e in self.registry.access_log()[self._marks[0] :]
+        )
+        if tokens := len(self.token_server.records_since(self._marks[1])):
+            counts["token"] = tokens
         return dict(counts)
 
 

@@ -23,6 +23,8 @@ class Plan:
     concurrency: tuple[int, ...]  # clients pulling different blobs at once
     concurrent_blob: int  # size of each of those blobs
     idle_connections: int  # held open beside the largest concurrency run (RSS)
+    flight_clients: int  # clients asking for one cold blob at once (single flight)
+    flight_blob: int  # its size
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -42,6 +44,8 @@ FULL = Plan(
     concurrency=(16, 64),
     concurrent_blob=8 * MiB,
     idle_connections=1000,
+    flight_clients=8,
+    flight_blob=64 * MiB,
 )
 
 # Checks that the harness works (the test suite runs it): tiny sizes, one repetition.
@@ -58,6 +62,8 @@ QUICK = Plan(
     concurrency=(4, 8),
     concurrent_blob=256 * KiB,
     idle_connections=100,
+    flight_clients=8,
+    flight_blob=1 * MiB,
 )
 
 

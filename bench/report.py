@@ -314,7 +314,11 @@ def markdown(rows: list[Row], targets: list[Target]) -> str:
         cells = [row.figure, row.unit, *(_fmt(row.values.get(v), row.digits) for v in VARIANTS)]
         cells += [_fmt_ratio(row.ratio(v)) for v in ("direct", "peer_cold", "peer_warm")]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| target | goal | measured | ratio | result |", "|---|---|---|---|---|"]
+    return "\n".join(lines) + "\n\n" + target_table(targets)
+
+
+def target_table(targets: list[Target]) -> str:
+    lines = ["| target | goal | measured | ratio | result |", "|---|---|---|---|---|"]
     for t in targets:
         result = "**met**" if t.met else "**not met**"
         lines.append(f"| {t.name} | {t.goal} | {t.measured} | {_fmt_ratio(t.ratio)} | {result} |")
@@ -328,6 +332,7 @@ def write_json(
     rows: list[Row],
     targets: list[Target],
     scaling: dict[str, Any],
+    cache: dict[str, Any],
 ) -> None:
     doc = {
         "meta": meta,
@@ -337,6 +342,7 @@ def write_json(
         ],
         "targets": [asdict(t) for t in targets],
         "scaling": scaling,
+        "cache": cache,
         "raw": raw,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,15 @@
 rotates with every repetition) and returns plain data for the JSON report.
 
 The peer is distribution's pull-through cache: "peer_cold" is a fresh process with empty
-storage (it must fetch from the upstream, as the mirror always does), "peer_warm" the same
-process right after, serving from its own storage.
+storage (it must fetch from the upstream, as the pass-through mirror always does),
+"peer_warm" the same process right after, serving from its own storage. The caching mirror
+("mirror_cache", issue 10) is measured the same way: "mirror_cache_cold" is a fresh process
+with an empty cache directory (it fills), "mirror_cache_warm" the same process right after.
+Both store what a cold measurement fetched only after their client got its last byte, so
+the warm measurement waits until they have ("store_wait_s"); without that wait it may be
+served from the upstream again. For these, the requests the upstream saw are recorded with
+each measurement ("upstream", by measure.request_kind; a cold one's include the peer's own
+fetch for its storage).
 """
 
 from __future__ import annotations
@@ -32,16 +39,17 @@ from .measure import (
     latencies,
     median,
     percentile,
+    round_trip_kinds,
     rss,
     skopeo_pull,
 )
 from .plan import Plan, size_label
-from .stack import TARGETS, Stack
+from .stack import CACHED, TARGETS, Stack
 
 logger = logging.getLogger("bench")
 
 Record = dict[str, Any]
-PEERS = ("peer", "peer_tls")
+COLD_WARM = ("peer", "peer_tls", CACHED)  # measured on a fresh process, then again
 SERIES_POINTS = 400  # RSS samples kept for the chart
 IDLE_SOURCE = "127.0.0.2"  # idle clients' address: the mirror's per-client limit spares the pulls
 SETTLE = 0.5  # seconds for a server to finish setting up what it accepted
@@ -55,9 +63,16 @@ class Data:
     many_repo: str
     many: list[Blob]  # blobs for the concurrency section
     multi: list[str]  # multi-arch images for cold pulls, one per repetition
+    multi_blobs: dict[str, list[str]]  # digests of each one's configs and layers
+    # bytes a caching mirror stores of each (manifests, configs, layers; the index comes by
+    # tag) when it pulled the ones before it in `multi`: their arch layers are the same bytes
+    multi_size: dict[str, int]
+    flight_repo: str
+    flight: Blob  # one blob that many clients ask for at once (single_flight)
 
     def repos(self) -> list[str]:
-        return [*(i.repo for i in self.images.values()), self.many_repo, *self.multi]
+        images = (i.repo for i in self.images.values())
+        return [*images, self.many_repo, *self.multi, self.flight_repo]
 
 
 def rotated(targets: Sequence[str], rep: int) -> list[str]:
@@ -67,9 +82,10 @@ def rotated(targets: Sequence[str], rep: int) -> list[str]:
 
 def setup(stack: Stack, plan: Plan, work: Path) -> Data:
     repos = [f"bench/blob-{size_label(s)}" for s in plan.sizes]
-    many_repo = "bench/many"
+    many_repo, flight_repo = "bench/many", "bench/flight"
     images: dict[int, Image] = {}
-    with Pusher(stack.upstream.url, stack.push_token([*repos, many_repo])) as pusher:
+    token = stack.push_token([*repos, many_repo, flight_repo])
+    with Pusher(stack.upstream.url, token) as pusher:
         for seed, (size, repo) in enumerate(zip(plan.sizes, repos, strict=True), start=1):
             layer = pusher.blob(repo, size, seed)
             images[size] = pusher.image(repo, "1", [layer])
@@ -77,13 +93,23 @@ def setup(stack: Stack, plan: Plan, work: Path) -> Data:
             pusher.blob(many_repo, plan.concurrent_blob, 1000 + i)
             for i in range(max(plan.concurrency))
         ]
-    multi = []
+        flight = pusher.blob(flight_repo, plan.flight_blob, 2000)
+    multi, multi_blobs, multi_size, seen = [], {}, {}, set()
     for i in range(plan.pull_reps):
         repo = f"bench/multi-{i}"
         image = build_two_platform(work / "layouts" / repo, f"multi{i}")
         push(image, f"{stack.upstream.host}/{repo}:1", work / "push", creds=PUSHER_CREDS)
         multi.append(repo)
-    return Data(images, many_repo, many, multi)
+        content = {
+            b.digest: b.size
+            for p in image.platforms.values()
+            for b in (p.manifest, p.config, *p.layers)
+        }
+        multi_size[repo] = sum(size for digest, size in content.items() if digest not in seen)
+        seen |= content.keys()
+        platforms = image.platforms.values()
+        multi_blobs[repo] = [b.digest for p in platforms for b in (p.config, *p.layers)]
+    return Data(images, many_repo, many, multi, multi_blobs, multi_size, flight_repo, flight)
 
 
 # ------------------------------------------------------------------------------------------
@@ -96,21 +122,52 @@ def _each_target(
     reps: int,
     measure: Callable[[str, int], Record],
     targets: Sequence[str] = TARGETS,
+    stored: tuple[str, Sequence[Blob]] | None = None,
+    counted: Sequence[str] = (),
 ) -> dict[str, list[Record]]:
-    """measure(target, rep) for every target and repetition, interleaved; peers twice
-    (cold, then warm)."""
+    """measure(target, rep) for every target and repetition, interleaved; COLD_WARM targets
+    twice, on a fresh process (cold), then again (warm), with the upstream's requests of
+    each ("upstream"). Between the two, until the cold one has stored the blobs of `stored`
+    (repository, blobs), as "store_wait_s" (_wait_stored); its count ends after that. The
+    upstream's requests are also counted for the `counted` targets."""
+    counter = UpstreamCounter(stack.upstream, stack.token_server)
     out: dict[str, list[Record]] = {}
     for t in targets:
-        out.update({f"{t}_cold": [], f"{t}_warm": []} if t in PEERS else {t: []})
+        out.update({f"{t}_cold": [], f"{t}_warm": []} if t in COLD_WARM else {t: []})
+
+    def counting(target: str, rep: int, cold: bool = False) -> Record:
+        counter.mark()
+        record = measure(target, rep)
+        if cold and stored:
+            record["store_wait_s"] = _wait_stored(stack, target, *stored)
+        return {**record, "upstream": counter.requests()}
+
     for rep in range(reps):
         for target in rotated(targets, rep):
-            if target in PEERS:
-                stack.restart_peer(target)
-                out[f"{target}_cold"].append(measure(target, rep))
-                out[f"{target}_warm"].append(measure(target, rep))
+            if target in COLD_WARM:
+                stack.restart(target)
+                out[f"{target}_cold"].append(counting(target, rep, cold=True))
+                out[f"{target}_warm"].append(counting(target, rep))
+            elif target in counted:
+                out[target].append(counting(target, rep))
             else:
                 out[target].append(measure(target, rep))
     return out
+
+
+def _wait_stored(stack: Stack, target: str, repo: str, blobs: Sequence[Blob]) -> float:
+    """Seconds until a fresh `target` has stored `blobs` fetched through `repo`."""
+    if target == CACHED:
+        return stack.wait_committed(sum(b.size for b in blobs))  # its cache was empty
+    return stack.wait_peer_stored(target, repo, [b.digest for b in blobs])
+
+
+def _auth(stack: Stack, target: str, token: str) -> dict[str, str]:
+    """The upstream's anonymous token, or for the caching mirror one from its own realm
+    (Stack.cached_token)."""
+    if target == CACHED:
+        token = stack.cached_token()
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _base_url(stack: Stack, target: str) -> tuple[str, int]:
@@ -153,18 +210,22 @@ def blob_curl(stack: Stack, data: Data, plan: Plan, token: str) -> dict[str, Any
             keep = target == "mirror" and rep == 0 and size == plan.big
             base, pid = _base_url(stack, target)
             pids = {"front": pid, "upstream": stack.upstream_pid}
+            auth = _auth(stack, target, token)
             with Sampler(pids, keep_series=keep) as sampler:
-                t = curl_get(base + path, {"Authorization": f"Bearer {token}"}, size)
+                t = curl_get(base + path, auth, size)
             record = _usage_record(t.seconds, size, sampler)
             if keep:
                 record["front_rss_series"] = _downsample(sampler.usage["front"].series)
             return record
 
         logger.info("blob %s with curl", size_label(size))
-        # The large blob also goes through the mirror over TLS, as skopeo and docker use it.
-        over_tls = size == plan.big and stack.mirror_speaks_tls
-        targets = (*TARGETS, "mirror_tls") if over_tls else TARGETS
-        out[size_label(size)] = _each_target(stack, plan.reps, measure, targets)
+        # The large blob also goes through the mirror over TLS, as skopeo and docker use it,
+        # and through the caching mirror (a fill, then a hit).
+        big = size == plan.big
+        over_tls = ("mirror_tls",) if big and stack.mirror_speaks_tls else ()
+        targets = (*TARGETS, *over_tls, *((CACHED,) if big else ()))
+        stored = (image.repo, image.layers)
+        out[size_label(size)] = _each_target(stack, plan.reps, measure, targets, stored)
     return out
 
 
@@ -186,8 +247,9 @@ def blob_skopeo(stack: Stack, data: Data, plan: Plan, work: Path) -> dict[str, A
         }
 
     logger.info("blob %s with skopeo", size_label(plan.big))
-    targets = (*TARGETS, "peer_tls")
-    return {size_label(plan.big): _each_target(stack, plan.slow_reps, measure, targets)}
+    targets = (*TARGETS, "peer_tls", CACHED)
+    stored = (image.repo, (image.config, *image.layers))
+    return {size_label(plan.big): _each_target(stack, plan.slow_reps, measure, targets, stored)}
 
 
 # ------------------------------------------------------------------------------------------
@@ -246,30 +308,35 @@ def small_requests(stack: Stack, data: Data, plan: Plan, token: str) -> dict[str
 
 def cold_pulls(stack: Stack, data: Data, work: Path) -> dict[str, list[Record]]:
     """skopeo copy --all of a multi-arch image none of them served before, and the round
-    trips the upstream (registry and token service) saw for it. For "direct" those are the
-    client's own requests. Then another client pulls the same image again through the
-    mirror and the peer ("mirror_again", "peer_again"): what their caches save."""
+    trips the upstream (registry and token service) saw for it ("round_trips" by kind,
+    "requests" by measure.request_kind). For "direct" those are the client's own requests.
+    Then another client pulls the same image again through the mirror, the caching mirror
+    and the peer ("mirror_again", "mirror_cache_again", "peer_again"), once the caches have
+    stored what the first pull fetched ("store_wait_s"): what their caches save."""
     counter = UpstreamCounter(stack.upstream, stack.token_server)
-    out: dict[str, list[Record]] = {t: [] for t in (*TARGETS, "mirror_again", "peer_again")}
+    targets = (*TARGETS, CACHED)
+    again = ("mirror", CACHED, "peer")
+    out: dict[str, list[Record]] = {t: [] for t in (*targets, *(f"{t}_again" for t in again))}
 
     def pull(target: str, repo: str, rep: int, key: str) -> None:
         counter.mark()
         ref = f"{stack.host(target)}/{repo}:1"
+        held = stack.cache_size() if key == CACHED else 0
         result = skopeo_pull(work / f"pull-{key}-{rep}", ref, multi_arch=True)
-        counts = counter.count()
-        out[key].append(
-            {
-                "seconds": result.seconds,
-                "client_cpu_s": result.client_cpu_s,
-                "round_trips": counts,
-                "total": sum(counts.values()),
-            }
-        )
+        record: Record = {"seconds": result.seconds, "client_cpu_s": result.client_cpu_s}
+        if key == CACHED:
+            record["store_wait_s"] = stack.wait_committed(held + data.multi_size[repo])
+        elif key == "peer":
+            record["store_wait_s"] = stack.wait_peer_stored(key, repo, data.multi_blobs[repo])
+        requests = counter.requests()
+        counts = round_trip_kinds(requests)
+        record.update(round_trips=counts, requests=requests, total=sum(counts.values()))
+        out[key].append(record)
 
     for rep, repo in enumerate(data.multi):
-        for target in rotated(TARGETS, rep):
+        for target in rotated(targets, rep):
             pull(target, repo, rep, target)
-        for target in ("mirror", "peer"):
+        for target in again:
             pull(target, repo, rep, f"{target}_again")
     logger.info(
         "cold pull round trips: %s",
@@ -309,6 +376,28 @@ def concurrency(stack: Stack, data: Data, plan: Plan, token: str, work: Path) ->
         logger.info("%d clients", n)
         out[str(n)] = _each_target(stack, plan.slow_reps, measure)
     return out
+
+
+def single_flight(stack: Stack, data: Data, plan: Plan, token: str, work: Path) -> dict[str, Any]:
+    """plan.flight_clients clients (curl --parallel, one connection each, started together)
+    asking for one blob none of them served before, then again (warm): wall time, and the
+    upstream's requests (its blob GETs: 1 is single flight, one per client is none). For
+    "direct" those are the clients' own. Every client's bytes are checked."""
+    n, blob = plan.flight_clients, data.flight
+
+    def measure(target: str, rep: int) -> Record:
+        url = f"{stack.url(target)}/v2/{data.flight_repo}/blobs/{blob.digest}"
+        pids = {"front": stack.pid(target), "upstream": stack.upstream_pid}
+        out_dir = work / f"flight-{target}-{rep}"
+        auth = _auth(stack, target, token)
+        with Sampler(pids) as sampler:
+            t = curl_parallel([url] * n, auth, out_dir, [blob.digest] * n)
+        return {**_usage_record(t.seconds, t.size, sampler), "clients": n, "verified": n}
+
+    logger.info("%d clients, one cold %s blob", n, size_label(blob.size))
+    targets = ("direct", CACHED, "peer")
+    stored = (data.flight_repo, (blob,))
+    return {str(n): _each_target(stack, plan.slow_reps, measure, targets, stored, ("direct",))}
 
 
 def idle_connections(

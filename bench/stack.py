@@ -1,16 +1,23 @@
-"""The three registries under test, all on 127.0.0.1, started and stopped by PID:
+"""The registries under test, all on 127.0.0.1, started and stopped by PID:
 
 - `direct`: the upstream itself, distribution 2.8 with Docker-Hub-style token auth;
-- `mirror`: regmirror (`mitmdump -s addon/mirror.py`) in front of the upstream;
+- `mirror`: regmirror (`mitmdump -s addon/mirror.py`) in front of the upstream, its cache off
+  (`regmirror_cache=`): the pass-through path;
+- `mirror_cache`: a second regmirror process with its pull-through cache on; restarted with an
+  empty cache directory for every cold measurement, as the peer is;
 - `peer`: distribution's own pull-through cache (`proxy.remoteurl`) in front of the upstream.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from tests.support.certs import self_signed
 from tests.support.mirror import Mirror
@@ -18,7 +25,16 @@ from tests.support.registry import Registry, start_proxy_registry, start_token_r
 from tests.support.tokenserver import USERS, TokenServer
 
 TARGETS = ("direct", "mirror", "peer")
+CACHED = "mirror_cache"
 TOKEN_LIFETIME = 3600  # seconds: longer than the whole benchmark
+METRICS_PATH = "/_regmirror/metrics"
+CACHE_SIZE_METRIC = "regmirror_cache_size_bytes"
+
+
+def metric_value(text: str, name: str) -> float | None:
+    """The value of an unlabelled metric in Prometheus text ("name 1.5e+09"), or None."""
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(m[1]) if m else None
 
 
 @dataclass
@@ -28,8 +44,13 @@ class Stack:
     upstream: Registry
     mirror: Mirror
     peer: Registry
+    cached: Mirror
+    mirror_options: dict[str, str]
     peer_starts: int = field(default=1)
+    cached_starts: int = field(default=1)
     peer_tls: Registry | None = None
+    repos: list[str] = field(default_factory=list)  # what pull tokens cover (pull_token)
+    _cached_token: str = ""
 
     @classmethod
     def start(cls, work: Path, mirror_options: Mapping[str, str] | None = None) -> Stack:
@@ -41,14 +62,16 @@ class Stack:
             started.append(upstream)
             config = work / "mirror.toml"
             config.write_text(f'[registries."docker.io"]\nurl = "{upstream.url}"\n')
-            # The pass-through path, as before the cache: a cached blob is another path, with
-            # figures of its own (issue 10).
-            options = {"regmirror_config": str(config), "regmirror_cache": "",
-                       **(mirror_options or {})}  # fmt: skip
-            mirror = Mirror(work / "mirror", upstream.url, options).start()
+            options = {"regmirror_config": str(config), **(mirror_options or {})}
+            # The pass-through path, as before the cache; the cache has a process of its own
+            # (issue 10), so that neither one's state leaks into the other's figures.
+            passing = {"regmirror_cache": "", **options}
+            mirror = Mirror(work / "mirror", upstream.url, passing).start()
             started.append(mirror)
+            cached = _start_cached(work / f"{CACHED}-1", upstream.url, options)
+            started.append(cached)
             peer = start_proxy_registry(work / "peer-1", upstream.url)
-            return cls(work, token_server, upstream, mirror, peer)
+            return cls(work, token_server, upstream, mirror, peer, cached, options)
         except BaseException:
             for proc in reversed(started):
                 proc.stop()
@@ -64,6 +87,7 @@ class Stack:
         if self.peer_tls is not None:
             self.peer_tls.stop()
         self.peer.stop()
+        self.cached.stop()
         self.mirror.stop()
         self.upstream.stop()
         self.token_server.stop()
@@ -73,9 +97,12 @@ class Stack:
         if target == "peer_tls":
             assert self.peer_tls is not None
             return self.peer_tls.host
-        return {"direct": self.upstream.host, "mirror": self.mirror.host, "peer": self.peer.host}[
-            target
-        ]
+        return {
+            "direct": self.upstream.host,
+            "mirror": self.mirror.host,
+            CACHED: self.cached.host,
+            "peer": self.peer.host,
+        }[target]
 
     def url(self, target: str) -> str:
         return f"http://{self.host(target)}"
@@ -88,6 +115,7 @@ class Stack:
         return {
             "direct": self.upstream_pid,
             "mirror": self.mirror.pid,
+            CACHED: self.cached.pid,
             "peer": self._peer_pid(),
         }[target]
 
@@ -99,6 +127,59 @@ class Stack:
     def _peer_pid(self) -> int:
         assert self.peer.proc is not None
         return self.peer.proc.pid
+
+    def restart(self, target: str) -> None:
+        """A cold `target`: a new process with empty storage."""
+        if target == CACHED:
+            self.restart_cached()
+        else:
+            self.restart_peer(target)
+
+    def restart_cached(self) -> None:
+        """A cold caching mirror: a new process with an empty cache directory (the old
+        process's directory is deleted)."""
+        self.cached.stop()
+        shutil.rmtree(self.cached.base_dir, ignore_errors=True)
+        self.cached_starts += 1
+        base = self.work / f"{CACHED}-{self.cached_starts}"
+        self.cached = _start_cached(base, self.upstream.url, self.mirror_options)
+        self._cached_token = ""
+        if self.repos:  # now, so that no measurement counts this token request upstream
+            self.cached_token()
+
+    def cached_token(self) -> str:
+        """An anonymous pull token for the repositories of pull_token() from the caching
+        mirror's own realm, as skopeo gets one: the mirror serves hits only to tokens it
+        handed out anonymously (a token it did not hand out is a client's own, whose reads
+        the upstream must allow). One per process: the mirror keeps that record in memory."""
+        if not self._cached_token:
+            params = [("service", self.token_server.service)]
+            params += [("scope", f"repository:{r}:pull") for r in self.repos]
+            r = httpx.get(f"{self.cached.url}/v2/auth", params=params, timeout=30)
+            r.raise_for_status()
+            self._cached_token = r.json()["token"]
+        return self._cached_token
+
+    def cache_size(self) -> int:
+        """Bytes committed to the caching mirror's cache, from its metrics."""
+        r = httpx.get(self.cached.url + METRICS_PATH, timeout=10)
+        r.raise_for_status()
+        return int(metric_value(r.text, CACHE_SIZE_METRIC) or 0)
+
+    def wait_committed(self, size: int) -> float:
+        """Wait until the caching mirror holds at least `size` bytes: it commits a fill (fsync,
+        rename, index row) after its client got the last byte. The seconds waited."""
+        return _wait(lambda: self.cache_size() >= size, f"{CACHED}: {size} bytes committed")
+
+    def wait_peer_stored(self, target: str, repo: str, digests: Iterable[str]) -> float:
+        """Wait until distribution's proxy has stored the blobs `digests` for `repo`: it
+        stores a blob from an upstream fetch of its own, beside the one it streams to the
+        client, which ends later; until then it sends every request for it upstream again.
+        The seconds waited."""
+        registry = self.peer_tls if target == "peer_tls" else self.peer
+        assert registry is not None
+        links = [_layer_link(registry.data_dir, repo, d) for d in digests]
+        return _wait(lambda: all(p.is_file() for p in links), f"{target}: {repo} stored")
 
     def restart_peer(self, target: str = "peer") -> None:
         """A cold peer: a new process with empty storage (the old one's is deleted)."""
@@ -124,10 +205,33 @@ class Stack:
             self.peer = start_proxy_registry(base, self.upstream.url)
 
     def pull_token(self, repos: list[str]) -> str:
-        """An anonymous pull token for `repos`, as the upstream's token service issues it."""
+        """An anonymous pull token for `repos`, as the upstream's token service issues it;
+        cached_token() covers the same `repos` from then on."""
+        self.repos = list(repos)
         scopes = [f"repository:{r}:pull" for r in repos]
         return self.token_server.issue_token(None, scopes=scopes)
 
     def push_token(self, repos: list[str]) -> str:
         access = [{"type": "repository", "name": r, "actions": ["pull", "push"]} for r in repos]
         return self.token_server.issue_token("pusher", access=access)
+
+
+def _layer_link(data_dir: Path, repo: str, digest: str) -> Path:
+    """Where distribution links a blob into a repository once it is stored."""
+    algorithm, _, hex_ = digest.partition(":")
+    layers = data_dir / "docker/registry/v2/repositories" / repo / "_layers"
+    return layers / algorithm / hex_ / "link"
+
+
+def _wait(done: Callable[[], bool], what: str, timeout: float = 60.0) -> float:
+    start = time.perf_counter()
+    while not done():
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"{what}: not after {timeout:.0f} s")
+        time.sleep(0.02)
+    return time.perf_counter() - start
+
+
+def _start_cached(base: Path, upstream: str, options: Mapping[str, str]) -> Mirror:
+    cache = {**options, "regmirror_cache": str(base / "cache")}
+    return Mirror(base, upstream, cache, name=CACHED).start()
