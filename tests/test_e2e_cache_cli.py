@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.clients import Skopeo
 from tests.support.images import BuiltImage, sha256_digest
@@ -267,8 +268,18 @@ def test_warm_pulls_through_the_mirror_and_lists_the_reference_that_failed(
         "# what the CI fleet pulls\n\nlibrary/multi:1\ndocker.io/library/nosuch:1  # gone\n"
         "testimg:1\n"
     )
-    done = cli("warm", str(images_txt), "--mirror", mirror.url)
+    metrics = tmp_path / "warm.prom"
+    done = cli("warm", str(images_txt), "--mirror", mirror.url, "--metrics-file", str(metrics))
     table = ok(done, 1)
+    samples = {
+        (s.name, tuple(s.labels.values())): s.value
+        for family in text_string_to_metric_families(metrics.read_text())
+        for s in family.samples
+    }
+    assert samples[("regmirror_warm_images", ("ok",))] == 2
+    assert samples[("regmirror_warm_images", ("failed",))] == 1
+    assert samples[("regmirror_warm_images", ("pending",))] == 0
+    assert samples[("regmirror_warm_bytes", ())] > 0
     results = {line.split()[0]: line.split()[-1] for line in table.splitlines()[1:]}
     assert results == {
         "docker.io/library/multi:1": "ok",

@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from ..observe.describe import human_size
-from . import cachedir, graph, warm
+from . import cachedir, graph, warm, warm_metrics
 from .cachedir import CliError
 from .references import parse_reference
 from .registry_client import RegistryClient, Unreachable
@@ -157,8 +158,17 @@ def warm_images(args: argparse.Namespace, out: Console, err: Console) -> int:
             client.ping()
         except Unreachable as e:
             raise CliError(str(e)) from e
+
+        def pulled(done: list[warm.Warmed]) -> None:
+            if args.metrics_file:
+                try:
+                    warm_metrics.write(args.metrics_file, done, len(refs), time.time())
+                except OSError as e:
+                    raise CliError(f"cannot write {args.metrics_file}: {e.strerror or e}") from e
+
+        pulled([])
         with bytes_progress(err) as progress:
-            done = warm.warm(client, refs, args.platform or "", progress)
+            done = warm.warm(client, refs, args.platform or "", progress, pulled)
     finally:
         client.close()
     table = Table("IMAGE", "DIGEST", "PLATFORMS", "BLOBS", "SIZE", "RESULT", box=None)

@@ -7,6 +7,7 @@ cannot be reached, an index that is busy or damaged."""
 import argparse
 import sqlite3
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
@@ -124,6 +125,14 @@ def parser() -> argparse.ArgumentParser:
     )
     warm.add_argument(
         "--timeout", metavar="SECONDS", type=float, default=60.0, help="per request (default 60)"
+    )
+    warm.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        type=Path,
+        help="write the run's progress after every image to PATH in Prometheus' text format "
+        "(for node_exporter's textfile collector): regmirror_warm_images{result}, "
+        "regmirror_warm_bytes",
     )
     warm.set_defaults(run=commands.warm_images)
     return top

@@ -4,7 +4,7 @@ platform manifests (all, or those of one platform), then every config and layer,
 the end and discarded. One image failing does not stop the others."""
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from rich.progress import Progress, TaskID
@@ -84,10 +84,15 @@ def _parse(body: bytes, what: str) -> Manifest:
 
 
 def warm(
-    client: RegistryClient, refs: list[Reference], platform: str, progress: Progress
+    client: RegistryClient,
+    refs: list[Reference],
+    platform: str,
+    progress: Progress,
+    pulled: Callable[[list[Warmed]], None] = lambda done: None,
 ) -> list[Warmed]:
-    """Pull every image in turn, each with its progress bar (bytes of configs and layers)."""
-    done = []
+    """Pull every image in turn, each with its progress bar (bytes of configs and layers);
+    `pulled` is told after each image."""
+    done: list[Warmed] = []
     for number, ref in enumerate(refs, 1):
         task = progress.add_task(f"[{number}/{len(refs)}] {ref}", total=None)
         try:
@@ -95,4 +100,5 @@ def warm(
         except PullError as e:
             done.append(Warmed(ref, error=str(e)))
             progress.update(task, description=f"[{number}/{len(refs)}] {ref}: failed")
+        pulled(done)
     return done
