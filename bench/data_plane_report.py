@@ -73,14 +73,18 @@ def summarize(raw: dict[str, Any], plan: Plan) -> list[CacheRow]:
     ]
 
 
+DIGITS = {"MB/s": 0}  # in "measured"; 2 for other units
+
+
 def _ratio_target(
     name: str, top: float | None, base: float | None, unit: str, goal: float, at_least: bool
 ) -> Target:
     """A target on top/base: at least (or at most) `goal`; not met when either is missing."""
     ratio = top / base if top is not None and base else None
-    measured = "-" if top is None or base is None else f"{top:,.2f} vs {base:,.2f} {unit}"
+    d = DIGITS.get(unit, 2)
+    measured = "-" if top is None or base is None else f"{top:,.{d}f} vs {base:,.{d}f} {unit}"
     met = ratio is not None and (ratio >= goal if at_least else ratio <= goal)
-    return Target(name, f"{'≥' if at_least else '≤'} {goal:.1f}x", measured, ratio, met)
+    return Target(name, f"{'>=' if at_least else '<='} {goal:.1f}x", measured, ratio, met)
 
 
 def targets(raw: dict[str, Any], plan: Plan) -> list[Target]:

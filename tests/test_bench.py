@@ -350,7 +350,9 @@ def test_data_plane_targets(dp_s, dp_cpu, dp_rss, conc_s, met):
     targets = data_plane_report.targets(dp_raw(dp_s, dp_cpu, dp_rss, conc_s), QUICK)
     assert [t.met for t in targets] == met
     assert targets[0].ratio == pytest.approx(0.01 / dp_s)
-    assert targets[3].goal == "≤ 1.0x"
+    assert targets[3].goal == "<= 1.0x"
+    assert targets[3].measured == f"{dp_s:.2f} vs 0.01 s"  # the plain-HTTP peer
+    assert targets[5].measured == f"{QUICK.big / conc_s / 1e6:,.0f} vs 42 MB/s"
     assert targets[6].measured == f"{dp_rss} MB"
 
 
