@@ -98,7 +98,8 @@ def aggregate(records: Records, get: Getter, how: str = "median") -> float | Non
 def per_variant(
     section: dict[str, Records], keys: dict[str, str], get: Getter, how: str = "median"
 ) -> dict[str, float | None]:
-    return {v: aggregate(section.get(keys[v], []), get, how) for v in VARIANTS}
+    """By variant (the keys of `keys`), `how` of `get` over the records of its raw key."""
+    return {v: aggregate(section.get(k, []), get, how) for v, k in keys.items()}
 
 
 def _flight(raw: dict[str, Any]) -> tuple[str, dict[str, Records]]:
@@ -268,14 +269,25 @@ def targets(raw: dict[str, Any], plan: Plan) -> list[Target]:
     return out
 
 
-def markdown(rows: list[CacheRow], requests: dict[str, dict[str, float]]) -> str:
-    ratio_heads = [f"{HEADERS[VARIANTS.index(a)]}/{HEADERS[VARIANTS.index(b)]}" for a, b in RATIOS]
-    head = ["figure", "unit", *HEADERS, *ratio_heads]
+def table(
+    rows: list[CacheRow],
+    variants: Sequence[str] = VARIANTS,
+    headers: Sequence[str] = HEADERS,
+    ratios: Sequence[tuple[str, str]] = RATIOS,
+) -> list[str]:
+    """The rows as a markdown table: a column by variant (headed `headers`), then `ratios`."""
+    name = dict(zip(variants, headers, strict=True))
+    head = ["figure", "unit", *headers, *(f"{name[a]}/{name[b]}" for a, b in ratios)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row.figure, row.unit, *(_fmt(row.values.get(v), row.digits) for v in VARIANTS)]
-        cells += [_fmt_ratio(row.ratio(a, b)) for a, b in RATIOS]
+        cells = [row.figure, row.unit, *(_fmt(row.values.get(v), row.digits) for v in variants)]
+        cells += [_fmt_ratio(row.ratio(a, b)) for a, b in ratios]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(rows: list[CacheRow], requests: dict[str, dict[str, float]]) -> str:
+    lines = table(rows)
     columns = list(REQUEST_COLUMNS)
     lines += ["", "| upstream requests, one multi-arch pull | " + " | ".join(columns) + " |"]
     lines.append("|" + "---|" * (len(columns) + 1))

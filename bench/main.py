@@ -21,7 +21,7 @@ import httpx
 
 from tests.support.load import raise_open_files
 
-from . import cache_report, chart, profile, report, scenarios
+from . import cache_report, chart, data_plane_report, profile, report, scenarios
 from .measure import curl_get, skopeo_pull
 from .plan import FULL, QUICK, Plan
 from .stack import Stack
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     raw: dict[str, Any] = {}
     try:
         raise_open_files(plan.idle_connections + FD_MARGIN)  # the servers inherit it
-        stack = Stack.start(work / "stack", options)
+        stack = Stack.start(work / "stack", options, plan.redirect_min)
         try:
             t = time.monotonic()
             data = scenarios.setup(stack, plan, work / "setup")
@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     cache_rows = cache_report.summarize(raw, plan)
     cache_targets = cache_report.targets(raw, plan)
     requests = cache_report.request_table(raw)
+    dp_rows = data_plane_report.summarize(raw, plan)
+    dp_targets = data_plane_report.targets(raw, plan)
     cache = {
         "summary": [
             {**asdict(r), "ratios": {f"{a}/{b}": r.ratio(a, b) for a, b in cache_report.RATIOS}}
@@ -182,6 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "requests": requests,
         "targets": [asdict(t) for t in cache_targets],
+        "data_plane": {
+            "summary": [
+                {
+                    **asdict(r),
+                    "ratios": {f"{a}/{b}": r.ratio(a, b) for a, b in data_plane_report.RATIOS},
+                }
+                for r in dp_rows
+            ],
+            "targets": [asdict(t) for t in dp_targets],
+        },
     }
     meta = {
         "date": stamp,
@@ -199,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             "Pull-through cache (issue 10):\n",
             cache_report.markdown(cache_rows, requests),
             report.target_table(cache_targets),
+            "Blob data plane (issue 11):\n",
+            data_plane_report.markdown(dp_rows),
+            report.target_table(dp_targets),
         ]
     )
     json_path = args.out / f"bench-{stamp}.json"
@@ -210,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{meta['machine']['memory']}, kernel {meta['machine']['kernel']}, loopback"
     )
     png = args.out / f"bench-{stamp}.png"
-    chart.draw(png, raw, plan, [*targets, *cache_targets], title)
+    chart.draw(png, raw, plan, [*targets, *cache_targets, *dp_targets], title)
     if args.chart:
         args.chart.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(png, args.chart)

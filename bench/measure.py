@@ -144,37 +144,48 @@ def curl_binary() -> str:
 class Transfer:
     seconds: float
     size: int
+    redirects: int = 0  # followed (curl -L)
 
     @property
     def mb_per_s(self) -> float:
         return self.size / self.seconds / 1e6
 
 
-def curl_get(url: str, headers: dict[str, str], expect_size: int) -> Transfer:
+def _follow(follow: bool) -> list[str]:
+    """curl's redirect following: -L, which sends `headers` (Authorization) on only to the
+    same scheme, host and port (curl 7.88; --location-trusted would send them anywhere)."""
+    return ["-L"] if follow else []
+
+
+def curl_get(url: str, headers: dict[str, str], expect_size: int, follow: bool = False) -> Transfer:
     """GET url to /dev/null with curl over HTTP/1.1 (https:// URLs: any certificate); wall
-    time as curl measures it."""
-    args = [curl_binary(), "-sS", "--http1.1", "-k", "-o", "/dev/null"]
-    args += ["-w", "%{http_code} %{size_download} %{time_total}"]
+    time as curl measures it, redirects included (`follow`)."""
+    args = [curl_binary(), "-sS", "--http1.1", "-k", "-o", "/dev/null", *_follow(follow)]
+    args += ["-w", "%{http_code} %{size_download} %{time_total} %{num_redirects}"]
     for k, v in headers.items():
         args += ["-H", f"{k}: {v}"]
     res = subprocess.run([*args, url], capture_output=True, text=True, timeout=300)
-    status, size, seconds = (res.stdout.split() + ["0", "0", "0"])[:3]
+    status, size, seconds, redirects = (res.stdout.split() + ["0", "0", "0", "0"])[:4]
     if res.returncode != 0 or status != "200" or int(size) != expect_size:
         raise MeasureError(
             f"curl {url}: exit {res.returncode}, HTTP {status}, {size} bytes; {res.stderr}"
         )
-    return Transfer(float(seconds), int(size))
+    return Transfer(float(seconds), int(size), int(redirects))
 
 
 def curl_parallel(
-    urls: Sequence[str], headers: dict[str, str], out_dir: Path, digests: Sequence[str]
+    urls: Sequence[str],
+    headers: dict[str, str],
+    out_dir: Path,
+    digests: Sequence[str],
+    follow: bool = False,
 ) -> Transfer:
     """All urls at once, one connection each (curl --parallel), each to its own file; then
     every file's sha256 is checked against `digests` (outside the timed part)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     args = [
-        curl_binary(), "-sS", "--parallel", "--parallel-immediate",
-        "--parallel-max", str(len(urls)), "-w", "%{http_code} %{size_download}\n",
+        curl_binary(), "-sS", "--parallel", "--parallel-immediate", *_follow(follow),
+        "--parallel-max", str(len(urls)), "-w", "%{http_code} %{size_download} %{num_redirects}\n",
     ]  # fmt: skip
     for k, v in headers.items():
         args += ["-H", f"{k}: {v}"]
@@ -184,7 +195,8 @@ def curl_parallel(
     start = time.perf_counter()
     res = subprocess.run(args, capture_output=True, text=True, timeout=300)
     seconds = time.perf_counter() - start
-    statuses = [line.split()[0] for line in res.stdout.splitlines() if line.strip()]
+    lines = [line.split() for line in res.stdout.splitlines() if line.strip()]
+    statuses = [line[0] for line in lines]
     if res.returncode != 0 or statuses != ["200"] * len(urls):
         raise MeasureError(f"curl --parallel: exit {res.returncode}, {statuses}; {res.stderr}")
     size = 0
@@ -194,7 +206,7 @@ def curl_parallel(
             raise MeasureError(f"{path}: digest {got}, expected {digest}")
         size += path.stat().st_size
     shutil.rmtree(out_dir)
-    return Transfer(seconds, size)
+    return Transfer(seconds, size, sum(int(line[2]) for line in lines))
 
 
 def _file_sha256(path: Path) -> str:

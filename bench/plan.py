@@ -7,6 +7,7 @@ from dataclasses import dataclass
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
+DEFAULT_REDIRECT_MIN = MiB  # regmirror_blob_redirect_min
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,12 @@ class Plan:
     @property
     def sizes(self) -> tuple[int, ...]:
         return tuple(sorted({*self.scaling, self.big}))
+
+    @property
+    def redirect_min(self) -> int:
+        """The data plane's regmirror_blob_redirect_min: its default (1 MiB), or the
+        concurrency blobs' size when smaller (--quick), so that they are redirected too."""
+        return min(DEFAULT_REDIRECT_MIN, self.concurrent_blob)
 
 
 FULL = Plan(

@@ -11,6 +11,12 @@ the warm measurement waits until they have ("store_wait_s"); without that wait i
 served from the upstream again. For these, the requests the upstream saw are recorded with
 each measurement ("upstream", by measure.request_kind; a cold one's include the peer's own
 fetch for its storage).
+
+The data plane ("mirror_dp", issue 11) is measured warm only: a caching mirror with
+`regmirror_blob_listen` on, restarted empty once per section and filled through its API port
+("mirror_dp_cold", one record: a miss is never redirected), then measured "mirror_dp_warm" in
+every repetition: the blob GET gets a 307 that curl (-L) and skopeo follow to the data plane.
+Each of its records counts the transfers the data plane logged ("data_plane_transfers").
 """
 
 from __future__ import annotations
@@ -44,12 +50,13 @@ from .measure import (
     skopeo_pull,
 )
 from .plan import Plan, size_label
-from .stack import CACHED, TARGETS, Stack
+from .stack import CACHED, CACHING, DATA_PLANE, TARGETS, Stack
 
 logger = logging.getLogger("bench")
 
 Record = dict[str, Any]
 COLD_WARM = ("peer", "peer_tls", CACHED)  # measured on a fresh process, then again
+WARM_ONLY = (DATA_PLANE,)  # filled once on a fresh process, then measured warm every time
 SERIES_POINTS = 400  # RSS samples kept for the chart
 IDLE_SOURCE = "127.0.0.2"  # idle clients' address: the mirror's per-client limit spares the pulls
 SETTLE = 0.5  # seconds for a server to finish setting up what it accepted
@@ -129,24 +136,35 @@ def _each_target(
     twice, on a fresh process (cold), then again (warm), with the upstream's requests of
     each ("upstream"). Between the two, until the cold one has stored the blobs of `stored`
     (repository, blobs), as "store_wait_s" (_wait_stored); its count ends after that. The
-    upstream's requests are also counted for the `counted` targets."""
+    upstream's requests are also counted for the `counted` targets. WARM_ONLY targets: one
+    cold measurement on a fresh process before the first repetition, then warm ones."""
     counter = UpstreamCounter(stack.upstream, stack.token_server)
     out: dict[str, list[Record]] = {}
     for t in targets:
-        out.update({f"{t}_cold": [], f"{t}_warm": []} if t in COLD_WARM else {t: []})
+        split = t in COLD_WARM or t in WARM_ONLY
+        out.update({f"{t}_cold": [], f"{t}_warm": []} if split else {t: []})
 
     def counting(target: str, rep: int, cold: bool = False) -> Record:
         counter.mark()
+        served = stack.data_plane_transfers() if target == DATA_PLANE else 0
         record = measure(target, rep)
+        if target == DATA_PLANE:
+            record["data_plane_transfers"] = stack.data_plane_transfers() - served
         if cold and stored:
             record["store_wait_s"] = _wait_stored(stack, target, *stored)
         return {**record, "upstream": counter.requests()}
 
+    for target in targets:
+        if target in WARM_ONLY:
+            stack.restart(target)
+            out[f"{target}_cold"].append(counting(target, -1, cold=True))
     for rep in range(reps):
         for target in rotated(targets, rep):
             if target in COLD_WARM:
                 stack.restart(target)
                 out[f"{target}_cold"].append(counting(target, rep, cold=True))
+                out[f"{target}_warm"].append(counting(target, rep))
+            elif target in WARM_ONLY:
                 out[f"{target}_warm"].append(counting(target, rep))
             elif target in counted:
                 out[target].append(counting(target, rep))
@@ -157,16 +175,16 @@ def _each_target(
 
 def _wait_stored(stack: Stack, target: str, repo: str, blobs: Sequence[Blob]) -> float:
     """Seconds until a fresh `target` has stored `blobs` fetched through `repo`."""
-    if target == CACHED:
-        return stack.wait_committed(sum(b.size for b in blobs))  # its cache was empty
+    if target in CACHING:
+        return stack.wait_committed(sum(b.size for b in blobs), target)  # its cache was empty
     return stack.wait_peer_stored(target, repo, [b.digest for b in blobs])
 
 
 def _auth(stack: Stack, target: str, token: str) -> dict[str, str]:
-    """The upstream's anonymous token, or for the caching mirror one from its own realm
+    """The upstream's anonymous token, or for a caching mirror one from its own realm
     (Stack.cached_token)."""
-    if target == CACHED:
-        token = stack.cached_token()
+    if target in CACHING:
+        token = stack.cached_token(target)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -212,18 +230,18 @@ def blob_curl(stack: Stack, data: Data, plan: Plan, token: str) -> dict[str, Any
             pids = {"front": pid, "upstream": stack.upstream_pid}
             auth = _auth(stack, target, token)
             with Sampler(pids, keep_series=keep) as sampler:
-                t = curl_get(base + path, auth, size)
-            record = _usage_record(t.seconds, size, sampler)
+                t = curl_get(base + path, auth, size, follow=target == DATA_PLANE)
+            record = {**_usage_record(t.seconds, size, sampler), "redirects": t.redirects}
             if keep:
                 record["front_rss_series"] = _downsample(sampler.usage["front"].series)
             return record
 
         logger.info("blob %s with curl", size_label(size))
         # The large blob also goes through the mirror over TLS, as skopeo and docker use it,
-        # and through the caching mirror (a fill, then a hit).
+        # through the caching mirror (a fill, then a hit), and from the data plane (hits).
         big = size == plan.big
         over_tls = ("mirror_tls",) if big and stack.mirror_speaks_tls else ()
-        targets = (*TARGETS, *over_tls, *((CACHED,) if big else ()))
+        targets = (*TARGETS, *over_tls, *((CACHED, DATA_PLANE) if big else ()))
         stored = (image.repo, image.layers)
         out[size_label(size)] = _each_target(stack, plan.reps, measure, targets, stored)
     return out
@@ -247,7 +265,7 @@ def blob_skopeo(stack: Stack, data: Data, plan: Plan, work: Path) -> dict[str, A
         }
 
     logger.info("blob %s with skopeo", size_label(plan.big))
-    targets = (*TARGETS, "peer_tls", CACHED)
+    targets = (*TARGETS, "peer_tls", CACHED, DATA_PLANE)
     stored = (image.repo, (image.config, *image.layers))
     return {size_label(plan.big): _each_target(stack, plan.slow_reps, measure, targets, stored)}
 
@@ -358,15 +376,17 @@ def _parallel_pulls(
     blobs = data.many[:n]
     urls = [f"{stack.url(target)}/v2/{data.many_repo}/blobs/{b.digest}" for b in blobs]
     pids = {"front": stack.pid(target), "upstream": stack.upstream_pid}
+    auth, follow = _auth(stack, target, token), target == DATA_PLANE
     with Sampler(pids) as sampler:
-        t: Transfer = curl_parallel(
-            urls, {"Authorization": f"Bearer {token}"}, out_dir, [b.digest for b in blobs]
-        )
-    return {**_usage_record(t.seconds, t.size, sampler), "clients": n, "verified": n}
+        t: Transfer = curl_parallel(urls, auth, out_dir, [b.digest for b in blobs], follow)
+    record = _usage_record(t.seconds, t.size, sampler)
+    return {**record, "clients": n, "verified": n, "redirects": t.redirects}
 
 
 def concurrency(stack: Stack, data: Data, plan: Plan, token: str, work: Path) -> dict[str, Any]:
-    """N clients pulling N different blobs at once (_parallel_pulls), for each N."""
+    """N clients pulling N different blobs at once (_parallel_pulls), for each N; for the
+    largest, also from the data plane, and then every cold target waits until it has stored
+    the blobs before its warm measurement."""
     out: dict[str, Any] = {}
     for n in plan.concurrency:
 
@@ -374,7 +394,12 @@ def concurrency(stack: Stack, data: Data, plan: Plan, token: str, work: Path) ->
             return _parallel_pulls(stack, data, target, n, token, work / f"conc-{n}-{target}-{rep}")
 
         logger.info("%d clients", n)
-        out[str(n)] = _each_target(stack, plan.slow_reps, measure)
+        if n == max(plan.concurrency):
+            stored = (data.many_repo, data.many[:n])
+            targets = (*TARGETS, DATA_PLANE)
+            out[str(n)] = _each_target(stack, plan.slow_reps, measure, targets, stored)
+        else:
+            out[str(n)] = _each_target(stack, plan.slow_reps, measure)
     return out
 
 

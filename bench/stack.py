@@ -5,6 +5,10 @@
   (`regmirror_cache=`): the pass-through path;
 - `mirror_cache`: a second regmirror process with its pull-through cache on; restarted with an
   empty cache directory for every cold measurement, as the peer is;
+- `mirror_dp`: a third one, its cache and its blob data plane on (`regmirror_blob_listen`, issue
+  11): a hit of at least `regmirror_blob_redirect_min` gets a 307 to the data plane, which runs in
+  the same process. A process of its own, since no request of the same 1 GiB blob would keep
+  `mirror_cache`'s hit on the path through mitmproxy once the data plane is on;
 - `peer`: distribution's own pull-through cache (`proxy.remoteurl`) in front of the upstream.
 """
 
@@ -24,11 +28,22 @@ from tests.support.mirror import Mirror
 from tests.support.registry import Registry, start_proxy_registry, start_token_registry
 from tests.support.tokenserver import USERS, TokenServer
 
+from .plan import MiB
+
 TARGETS = ("direct", "mirror", "peer")
 CACHED = "mirror_cache"
+DATA_PLANE = "mirror_dp"
+CACHING = (CACHED, DATA_PLANE)  # the mirrors with a cache
+# the data plane's log line of a transfer it served: `pull blob … via data plane (TLS) -> 200 …`
+DATA_PLANE_SERVED = re.compile(r"via data plane(?: \(TLS\))? -> 20[06] ")
 TOKEN_LIFETIME = 3600  # seconds: longer than the whole benchmark
 METRICS_PATH = "/_regmirror/metrics"
 CACHE_SIZE_METRIC = "regmirror_cache_size_bytes"
+
+
+def served_by_data_plane(log: str) -> int:
+    """How many transfers a mirror's log shows the data plane served (200 or 206)."""
+    return len(DATA_PLANE_SERVED.findall(log))
 
 
 def metric_value(text: str, name: str) -> float | None:
@@ -45,15 +60,20 @@ class Stack:
     mirror: Mirror
     peer: Registry
     cached: Mirror
+    data_plane: Mirror
     mirror_options: dict[str, str]
+    data_plane_options: dict[str, str]
     peer_starts: int = field(default=1)
     cached_starts: int = field(default=1)
     peer_tls: Registry | None = None
     repos: list[str] = field(default_factory=list)  # what pull tokens cover (pull_token)
-    _cached_token: str = ""
+    _tokens: dict[str, str] = field(default_factory=dict)  # by caching mirror (cached_token)
 
     @classmethod
-    def start(cls, work: Path, mirror_options: Mapping[str, str] | None = None) -> Stack:
+    def start(
+        cls, work: Path, mirror_options: Mapping[str, str] | None = None, redirect_min: int = MiB
+    ) -> Stack:
+        """`redirect_min`: the data plane's regmirror_blob_redirect_min (bytes)."""
         work.mkdir(parents=True, exist_ok=True)
         token_server = TokenServer(work / "token", users=USERS, expires_in=TOKEN_LIFETIME).start()
         started: list[Registry | Mirror] = []
@@ -70,8 +90,13 @@ class Stack:
             started.append(mirror)
             cached = _start_cached(work / f"{CACHED}-1", upstream.url, options)
             started.append(cached)
+            dp_options = {**options, "regmirror_blob_redirect_min": str(redirect_min)}
+            data_plane = _start_cached(work / f"{DATA_PLANE}-1", upstream.url, dp_options, True)
+            started.append(data_plane)
             peer = start_proxy_registry(work / "peer-1", upstream.url)
-            return cls(work, token_server, upstream, mirror, peer, cached, options)
+            return cls(
+                work, token_server, upstream, mirror, peer, cached, data_plane, options, dp_options
+            )
         except BaseException:
             for proc in reversed(started):
                 proc.stop()
@@ -87,6 +112,7 @@ class Stack:
         if self.peer_tls is not None:
             self.peer_tls.stop()
         self.peer.stop()
+        self.data_plane.stop()
         self.cached.stop()
         self.mirror.stop()
         self.upstream.stop()
@@ -101,6 +127,7 @@ class Stack:
             "direct": self.upstream.host,
             "mirror": self.mirror.host,
             CACHED: self.cached.host,
+            DATA_PLANE: self.data_plane.host,
             "peer": self.peer.host,
         }[target]
 
@@ -116,6 +143,7 @@ class Stack:
             "direct": self.upstream_pid,
             "mirror": self.mirror.pid,
             CACHED: self.cached.pid,
+            DATA_PLANE: self.data_plane.pid,
             "peer": self._peer_pid(),
         }[target]
 
@@ -130,46 +158,58 @@ class Stack:
 
     def restart(self, target: str) -> None:
         """A cold `target`: a new process with empty storage."""
-        if target == CACHED:
-            self.restart_cached()
+        if target in CACHING:
+            self.restart_cached(target)
         else:
             self.restart_peer(target)
 
-    def restart_cached(self) -> None:
-        """A cold caching mirror: a new process with an empty cache directory (the old
-        process's directory is deleted)."""
-        self.cached.stop()
-        shutil.rmtree(self.cached.base_dir, ignore_errors=True)
-        self.cached_starts += 1
-        base = self.work / f"{CACHED}-{self.cached_starts}"
-        self.cached = _start_cached(base, self.upstream.url, self.mirror_options)
-        self._cached_token = ""
-        if self.repos:  # now, so that no measurement counts this token request upstream
-            self.cached_token()
+    def caching(self, target: str = CACHED) -> Mirror:
+        """The process of a caching mirror (CACHING)."""
+        return self.data_plane if target == DATA_PLANE else self.cached
 
-    def cached_token(self) -> str:
-        """An anonymous pull token for the repositories of pull_token() from the caching
+    def restart_cached(self, target: str = CACHED) -> None:
+        """A cold caching mirror: a new process with an empty cache directory (the old
+        process's directory is deleted); the data plane's on a new free port."""
+        old = self.caching(target)
+        old.stop()
+        shutil.rmtree(old.base_dir, ignore_errors=True)
+        self.cached_starts += 1
+        base = self.work / f"{target}-{self.cached_starts}"
+        if target == DATA_PLANE:
+            self.data_plane = _start_cached(base, self.upstream.url, self.data_plane_options, True)
+        else:
+            self.cached = _start_cached(base, self.upstream.url, self.mirror_options)
+        self._tokens.pop(target, None)
+        if self.repos:  # now, so that no measurement counts this token request upstream
+            self.cached_token(target)
+
+    def cached_token(self, target: str = CACHED) -> str:
+        """An anonymous pull token for the repositories of pull_token() from a caching
         mirror's own realm, as skopeo gets one: the mirror serves hits only to tokens it
         handed out anonymously (a token it did not hand out is a client's own, whose reads
         the upstream must allow). One per process: the mirror keeps that record in memory."""
-        if not self._cached_token:
+        if target not in self._tokens:
             params = [("service", self.token_server.service)]
             params += [("scope", f"repository:{r}:pull") for r in self.repos]
-            r = httpx.get(f"{self.cached.url}/v2/auth", params=params, timeout=30)
+            r = httpx.get(f"{self.caching(target).url}/v2/auth", params=params, timeout=30)
             r.raise_for_status()
-            self._cached_token = r.json()["token"]
-        return self._cached_token
+            self._tokens[target] = r.json()["token"]
+        return self._tokens[target]
 
-    def cache_size(self) -> int:
-        """Bytes committed to the caching mirror's cache, from its metrics."""
-        r = httpx.get(self.cached.url + METRICS_PATH, timeout=10)
+    def cache_size(self, target: str = CACHED) -> int:
+        """Bytes committed to a caching mirror's cache, from its metrics."""
+        r = httpx.get(self.caching(target).url + METRICS_PATH, timeout=10)
         r.raise_for_status()
         return int(metric_value(r.text, CACHE_SIZE_METRIC) or 0)
 
-    def wait_committed(self, size: int) -> float:
-        """Wait until the caching mirror holds at least `size` bytes: it commits a fill (fsync,
+    def wait_committed(self, size: int, target: str = CACHED) -> float:
+        """Wait until a caching mirror holds at least `size` bytes: it commits a fill (fsync,
         rename, index row) after its client got the last byte. The seconds waited."""
-        return _wait(lambda: self.cache_size() >= size, f"{CACHED}: {size} bytes committed")
+        return _wait(lambda: self.cache_size(target) >= size, f"{target}: {size} bytes committed")
+
+    def data_plane_transfers(self) -> int:
+        """Transfers the data plane has logged since its process started."""
+        return served_by_data_plane(self.data_plane.log_text())
 
     def wait_peer_stored(self, target: str, repo: str, digests: Iterable[str]) -> float:
         """Wait until distribution's proxy has stored the blobs `digests` for `repo`: it
@@ -232,6 +272,10 @@ def _wait(done: Callable[[], bool], what: str, timeout: float = 60.0) -> float:
     return time.perf_counter() - start
 
 
-def _start_cached(base: Path, upstream: str, options: Mapping[str, str]) -> Mirror:
+def _start_cached(
+    base: Path, upstream: str, options: Mapping[str, str], data_plane: bool = False
+) -> Mirror:
     cache = {**options, "regmirror_cache": str(base / "cache")}
-    return Mirror(base, upstream, cache, name=CACHED).start()
+    if data_plane:
+        cache["regmirror_blob_listen"] = "127.0.0.1:0"  # the 307 names the port it got
+    return Mirror(base, upstream, cache, name=DATA_PLANE if data_plane else CACHED).start()

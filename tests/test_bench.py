@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import cache_report
+from bench import cache_report, data_plane_report
 from bench.measure import ROUND_TRIP_KINDS, request_kind, round_trip_kinds
-from bench.plan import QUICK
-from bench.stack import metric_value
+from bench.plan import FULL, QUICK, MiB
+from bench.stack import metric_value, served_by_data_plane
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = {
@@ -68,6 +68,24 @@ def test_quick_benchmark_runs_and_reports(tmp_path):
     }
     assert "GET manifest by tag" in doc["cache"]["requests"]
     assert len(doc["cache"]["targets"]) == 6
+    # the data plane: filled once through the API port, then every warm blob GET a 307 that
+    # curl and skopeo follow; the data plane serves it (its log) and nothing goes upstream
+    dp_curl = doc["raw"]["blob_curl"]["4m"]
+    dp_skopeo = doc["raw"]["blob_skopeo"]["4m"]
+    dp_conc = doc["raw"]["concurrency"]["8"]
+    for section, served in ((dp_curl, 1), (dp_skopeo, 1), (dp_conc, 8)):
+        (cold,) = section["mirror_dp_cold"]
+        assert cold["upstream"].get("GET blob", 0) > 0 and cold["data_plane_transfers"] == 0
+        warm = section["mirror_dp_warm"]
+        assert len(warm) == 1 and warm[0]["data_plane_transfers"] == served
+        assert warm[0]["upstream"].get("GET blob", 0) == 0
+    assert dp_curl["mirror_dp_warm"][0]["redirects"] == 1
+    assert dp_conc["mirror_dp_warm"][0]["redirects"] == 8
+    assert "mirror_dp_warm" not in doc["raw"]["concurrency"]["4"]
+    dp = doc["cache"]["data_plane"]
+    assert len(dp["targets"]) == 7
+    thr = next(r for r in dp["summary"] if r["figure"] == "4 MiB blob, curl throughput")
+    assert thr["values"]["dp_warm"] > 0 and thr["ratios"]["dp_warm/direct"] > 0
     assert len(doc["meta"]["load"]["start"]) == 3
     idle = doc["raw"]["idle_connections"]["100"]
     assert all(r["verified"] == 8 and r["rss_idle"] > 0 for r in idle["mirror"])
@@ -266,3 +284,81 @@ def test_cache_targets(again, flight_gets, rss_mb, met):
     assert [t.met for t in targets] == met
     assert targets[3].measured == f"{max(flight_gets)} (peer 8)"
     assert targets[4].measured == f"{rss_mb} MB"
+
+
+# ------------------------------------------------------------------------------------------
+# the data plane's figures and targets
+# ------------------------------------------------------------------------------------------
+
+
+def test_served_by_data_plane_counts_its_transfers_only():
+    log = "\n".join([
+        "pull blob docker.io/bench/x@sha256:ab… -> 307 127.0.0.1:4 by data plane cache hit",
+        "pull blob docker.io/bench/x@sha256:ab… via data plane -> 200 cache hit 4.2 MB 3 ms",
+        "pull blob docker.io/bench/x@sha256:ab… via data plane (TLS) -> 200 cache hit 4.2 MB",
+        "pull blob docker.io/bench/x@sha256:ab… via data plane -> 206 cache hit 1.0 MB 1 ms",
+        "request GET /blobs/sha256:ab via data plane -> 403 DENIED (blob URL expired)",
+        "regmirror: blob data plane listening on 127.0.0.1:4",
+    ])  # fmt: skip
+    assert served_by_data_plane(log) == 3
+
+
+def test_redirect_min_is_the_default_unless_the_concurrency_blobs_are_smaller():
+    assert FULL.redirect_min == MiB  # 8 MiB blobs: regmirror's default
+    assert QUICK.redirect_min == QUICK.concurrent_blob == 256 * 1024
+
+
+def dp_raw(dp_s: float, dp_cpu: float, dp_rss: float, conc_s: float) -> dict:
+    """synthetic_raw with the data plane's records (QUICK: 4 MiB; 8 clients at most)."""
+    raw = synthetic_raw([{"HEAD manifest by tag": 1}], [1], 120)
+    dp = blob_record(dp_s, dp_rss, front_cpu_s_per_gib=dp_cpu, upstream={})
+    for section in ("blob_curl", "blob_skopeo"):
+        raw[section]["4m"] = {**raw[section]["4m"], "mirror_dp_warm": [dp]}
+    conc = {"direct": [blob_record(0.1, 40)], "peer_warm": [blob_record(0.2, 30)]}
+    raw["concurrency"] = {
+        "4": {"direct": [blob_record(0.5, 40)]},
+        "8": {**conc, "mirror_dp_warm": [blob_record(conc_s, 90)]},
+    }
+    return raw
+
+
+def test_data_plane_rows_and_ratios():
+    rows = {r.figure: r for r in data_plane_report.summarize(dp_raw(0.008, 0.2, 60, 0.1), QUICK)}
+    thr = rows["4 MiB blob, curl throughput"]
+    assert thr.ratio("dp_warm", "direct") == pytest.approx(0.01 / 0.008)
+    assert thr.ratio("dp_warm", "cache_warm") == pytest.approx(0.02 / 0.008)
+    assert rows["4 MiB blob, curl: serving process CPU"].values["dp_warm"] == 0.2
+    tls = rows["4 MiB blob, skopeo copy to dir:, peer over TLS too"].values
+    assert (tls["dp_warm"], tls["peer_warm"]) == (0.008, 0.04)
+    many = rows["8 clients at once, 8 cached 256 KiB blobs: aggregate"].values
+    assert many["cache_warm"] is None and many["peer_warm"] == pytest.approx(QUICK.big / 0.2 / 1e6)
+    text = data_plane_report.markdown(list(rows.values()))
+    assert "mirror data plane warm/peer warm" in text.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("dp_s", "dp_cpu", "dp_rss", "conc_s", "met"),
+    [
+        # direct 0.01 s and 1.0 s/GiB, peer warm 0.01 s (curl) and 0.04 s over TLS (skopeo);
+        # the fill 0.04 s (0.25x direct, never met here); 8 clients direct 0.1 s
+        (0.005, 1.0, 90, 0.1, [True, True, True, True, False, True, True]),
+        (0.01, 1.1, 150, 0.11, [True, False, False, True, False, False, False]),
+        (0.05, 0.5, 60, 0.05, [False, False, True, False, False, True, True]),
+    ],
+)
+def test_data_plane_targets(dp_s, dp_cpu, dp_rss, conc_s, met):
+    targets = data_plane_report.targets(dp_raw(dp_s, dp_cpu, dp_rss, conc_s), QUICK)
+    assert [t.met for t in targets] == met
+    assert targets[0].ratio == pytest.approx(0.01 / dp_s)
+    assert targets[3].goal == "<= 1.0x"
+    assert targets[3].measured == f"{dp_s:.2f} vs 0.01 s"  # the plain-HTTP peer
+    assert targets[5].measured == f"{QUICK.big / conc_s / 1e6:,.0f} vs 42 MB/s"
+    assert targets[6].measured == f"{dp_rss} MB"
+
+
+def test_data_plane_targets_are_not_met_when_not_measured():
+    raw = synthetic_raw([{"HEAD manifest by tag": 1}], [1], 120)
+    raw["concurrency"] = {"8": {"direct": [blob_record(0.1, 40)]}}
+    targets = data_plane_report.targets(raw, QUICK)
+    assert [t.met for t in targets] == [False, False, False, False, False, False, False]
+    assert targets[0].measured == "-" and targets[0].ratio is None
