@@ -14,7 +14,7 @@ when they pass and served from disk the next time; tags point at manifests.
 - response: the fill is committed (fsync, rename, index row, in a thread, after the
   client's answer); manifests are verified (against the digest asked for, or the
   upstream's Docker-Content-Digest for a tag) and stored whole, a mismatch answered 502.
-  Above regmirror_cache_max_size the least recently used content goes (eviction.py).
+  Above regmirror_cache_max_size the least recently used content goes (occupancy.py).
 """
 
 import asyncio
@@ -37,16 +37,15 @@ from ..routing import names
 from ..transport.headers import content_length
 from ..transport.side_requests import SideRequests
 from . import decisions
-from .access import AccessBatcher
 from .client_checks import ClientChecks
 from .errors import CacheError, FillFailed
-from .eviction import evict
 from .files import FileServer
 from .fill import Fill
 from .index import Index, Link
 from .integrity import Verified
 from .lookup import Lookup, to_files
 from .metrics import CacheMetrics
+from .occupancy import Occupancy
 from .opening import open_cache
 from .options import load_options
 from .single_flight import Leads
@@ -72,23 +71,24 @@ class Cache:
         self.store: Store | None = None
         self.index: Index | None = None
         self.files: FileServer | None = None
-        self.max_size = 0
-        self.size = 0
-        self.access = AccessBatcher()
+        self.occupancy: Occupancy | None = None
         self.verified = Verified()
         self._fills: weakref.WeakKeyDictionary[http.HTTPFlow, tuple[Fill, Tee]] = (
             weakref.WeakKeyDictionary()
         )
         # flows answered from a committed file, with its link (the data plane reads them)
         self.hits: weakref.WeakKeyDictionary[http.HTTPFlow, Link] = weakref.WeakKeyDictionary()
-        self._evicting = False
         # commits and access flushes still running in threads: done() waits for them before
         # it closes the index (closing a connection another thread uses crashes sqlite3)
         self._background: set[asyncio.Task[None]] = set()
-        self._flushing = asyncio.Lock()
         # digest -> (registry, repository, provenance, media type) of the fill in progress
         self._filling: dict[str, tuple[str, str, str, str]] = {}
         self.metrics = CacheMetrics(registry)
+
+    @property
+    def max_size(self) -> int:
+        """The size limit in force; 0 with the cache off."""
+        return self.occupancy.max_size if self.occupancy else 0
 
     def load(self, loader) -> None:
         load_options(loader)
@@ -99,19 +99,19 @@ class Cache:
                 raise exceptions.OptionsError(f"{option} must be 0 or more seconds")
         if "regmirror_cache" in updated:
             self._open(ctx.options.regmirror_cache)
-        if {"regmirror_cache", "regmirror_cache_max_size"} & updated and self.store:
-            text = ctx.options.regmirror_cache_max_size
+        if {"regmirror_cache", "regmirror_cache_max_size"} & updated and self.occupancy:
+            occupancy, text = self.occupancy, ctx.options.regmirror_cache_max_size
             try:
-                free = shutil.disk_usage(self.store.root).free
-                self.max_size = decisions.parse_size(text) if text else (
-                    decisions.default_max_size(free + self.size))  # fmt: skip
+                free = shutil.disk_usage(occupancy.store.root).free
+                occupancy.max_size = decisions.parse_size(text) if text else (
+                    decisions.default_max_size(free + occupancy.size))  # fmt: skip
             except ValueError as e:
                 raise exceptions.OptionsError(f"regmirror_cache_max_size: {e}") from e
 
     def _open(self, directory: str) -> None:
         if self.index:
             self.index.close()
-        self.store = self.index = self.tags = None
+        self.store = self.index = self.tags = self.occupancy = None
         if not directory:
             return
         try:
@@ -120,9 +120,7 @@ class Cache:
             raise exceptions.OptionsError(f"regmirror_cache: {e}") from e
         self.store, self.index = store, index
         self.tags = Tags(index, self.side, self.checks)
-        self.size = index.total_size()
-        self.metrics.size.set(self.size)
-        self.metrics.entries.set(index.count())
+        self.occupancy = Occupancy(index, store, self.metrics)
 
     async def running(self) -> None:
         if self.store:
@@ -132,7 +130,8 @@ class Cache:
     async def done(self) -> None:
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        await self._flush_access()
+        if self.occupancy:
+            await self.occupancy.flush()
         if self.files:
             await self.files.stop()
         if self.index:
@@ -176,8 +175,8 @@ class Cache:
         if link:
             self.hits[flow] = link
         to_files(flow.request, url)
-        if self.access.touch(link.digest if link else reference, now):
-            self._spawn(self._flush_access())
+        if self.occupancy and self.occupancy.touch(link.digest if link else reference, now):
+            self._spawn(self.occupancy.flush())
 
     async def _by_digest(
         self, flow: http.HTTPFlow, r: Route, kind: str, lookup: Lookup
@@ -335,45 +334,9 @@ class Cache:
         finally:  # committed (its row is in) or failed: no more following it
             self._filling.pop(fill.digest, None)
         self.verified.mark(fill.digest, fill.final_path)
-        self.size += 0 if existed else fill.written
-        self.metrics.size.set(self.size)
-        if not existed:
-            self.metrics.entries.inc()
-        if self.size > self.max_size and not self._evicting:
-            await self._evict()
+        if self.occupancy:
+            await self.occupancy.committed(fill.written, new=not existed)
 
     def _failed(self, flow: http.HTTPFlow, reason: str) -> None:
         outcome(flow)["cache"] = f"fill failed: {reason}"
         self.metrics.failures.labels(reason).inc()
-
-    async def _flush_access(self) -> None:
-        """Write the batched access times, and read the size back: `./run.sh cache rm`, gc
-        and verify change the cache beside this process."""
-        if not self.index:
-            return
-        index = self.index
-
-        def flush() -> tuple[int, int]:
-            index.touch_many(self.access.drain(time.time()))
-            return index.total_size(), index.count()
-
-        async with self._flushing:  # one at a time: a flush waiting behind one has less to do
-            self.size, entries = await asyncio.to_thread(flush)
-        self.metrics.size.set(self.size)
-        self.metrics.entries.set(entries)
-
-    async def _evict(self) -> None:
-        """Down to 90 % of the limit; again while fills committed meanwhile keep the cache
-        above it (they skip eviction while one runs)."""
-        assert self.index and self.store
-        self._evicting = True
-        try:
-            await self._flush_access()
-            while self.size > self.max_size:
-                evicted = await evict(self.index, self.store, self.max_size)
-                self.metrics.evictions.inc(evicted)
-                await self._flush_access()  # the size now
-                if not evicted:  # all in use
-                    break
-        finally:
-            self._evicting = False
