@@ -34,4 +34,6 @@ def valid(key: bytes, token: str, now: float) -> bool:
     expires, _, mac = token.removeprefix(PREFIX).partition(".")
     if not is_offline(token) or not expires.isascii() or not expires.isdigit():
         return False
+    if not mac.isascii():  # undecodable bytes arrive as surrogates: no MAC of ours
+        return False
     return hmac.compare_digest(mac.encode(), _mac(key, expires).encode()) and int(expires) >= now
