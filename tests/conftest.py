@@ -14,12 +14,15 @@ from typing import Any
 import pytest
 from regmirror.transport.upstream import UpstreamConnections
 
+from tests.support.cache_backends import BucketCache, CacheBackend, DiskCache
 from tests.support.clients import Containerd, Dockerd, DockerdFactory, Podman, Skopeo
 from tests.support.images import BuiltImage, build_standard_images, push_all
 from tests.support.mirror import Mirror, MirrorFactory
 from tests.support.procs import Proc
 from tests.support.redirector import Redirector
 from tests.support.registry import Registry, start_plain_registry, start_token_registry
+from tests.support.s3server import CREDENTIALS as S3_CREDENTIALS
+from tests.support.s3server import S3Server
 from tests.support.tokenserver import PUSHER_CREDS, USERS, TokenServer
 from tests.support.upstream import Upstream, UpstreamFactory, start_upstream
 
@@ -174,6 +177,26 @@ def upstream_factory(
     finally:
         for up in reversed(made):
             up.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server, standing in for real S3 (s3server.py says what it cannot show)."""
+    with S3Server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture(params=["disk", "s3"])
+def cache_backend(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> CacheBackend:
+    """The test's cache: a directory, then (the same test again) a new bucket of the S3
+    stand-in, whose credentials the mirrors started by the test get in their environment."""
+    if request.param == "disk":
+        return DiskCache(tmp_path / "cache")
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    return BucketCache(request.getfixturevalue("s3_server"))
 
 
 @pytest.fixture

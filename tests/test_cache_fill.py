@@ -43,7 +43,11 @@ async def test_fill_commits_atomically_into_place(store, digest, expected):
     assert fill.written == len(BODY) and not store.has(digest)
     assert len(tmp_files(store)) == 1
     recorded = []
-    await fill.commit(lambda: recorded.append(store.path(digest).read_bytes()))
+
+    async def record():
+        recorded.append(store.path(digest).read_bytes())
+
+    await fill.commit(record)
     assert recorded == [BODY]  # the record runs after the file is in place
     assert fill.committed and fill.verified and not fill.failed and fill.reason is None
     assert store.path(digest).read_bytes() == BODY and store.size(digest) == len(BODY)
@@ -137,7 +141,7 @@ async def test_a_failed_commit_removes_every_file(store, monkeypatch, step):
     record = None
     if step == "record":
 
-        def record():
+        async def record():
             raise RuntimeError("index is busy")
     else:
         monkeypatch.setattr(fill_module.os, step, enospc)
@@ -157,7 +161,7 @@ async def test_a_second_commit_of_present_content_replaces_the_file_and_never_re
     again = store.fill(DIGEST, len(BODY))  # the same blob through another repository
     again.write(BODY)
 
-    def record():
+    async def record():
         raise RuntimeError("index is busy")
 
     with pytest.raises(DiskError):

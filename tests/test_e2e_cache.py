@@ -28,6 +28,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.cache_backends import CacheBackend, DiskCache
 from tests.support.clients import CommandError, Skopeo, write_hosts_toml
 from tests.support.corrupt import CorruptingFront
 from tests.support.images import BuiltImage, sha256_digest
@@ -50,13 +51,17 @@ OCI_ACCEPT = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.im
 # ------------------------------------------------------------------------------------------
 
 
-def cache_mirror(mirror_factory, tmp_path: Path, upstream_url: str, **options) -> Mirror:
-    """A mirror whose Docker Hub is `upstream_url`, caching in tmp_path/cache."""
+def cache_mirror(
+    mirror_factory, tmp_path: Path, upstream_url: str, backend: CacheBackend | None = None,
+    **options,
+) -> Mirror:  # fmt: skip
+    """A mirror whose Docker Hub is `upstream_url`, caching in `backend` (by default the
+    directory tmp_path/cache)."""
     cfg = tmp_path / "mirror.toml"
     cfg.write_text(f'[registries."docker.io"]\nurl = "{upstream_url}"\n')
+    backend = backend or DiskCache(tmp_path / "cache")
     return mirror_factory(
-        upstream_url,
-        {"regmirror_config": str(cfg), "regmirror_cache": str(tmp_path / "cache"), **options},
+        upstream_url, {"regmirror_config": str(cfg), **backend.options(), **options}
     )
 
 
@@ -126,16 +131,18 @@ def eventually(check: Callable[[], bool], failure: Callable[[], str], timeout: f
         time.sleep(0.05)
 
 
-def assert_stored(cache: Path, digests: Iterable[str]) -> None:
-    """Every digest becomes a file in the cache holding exactly its bytes."""
+def assert_stored(cache: Path | CacheBackend, digests: Iterable[str]) -> None:
+    """Every digest becomes content in the cache (a directory's path, or a backend) holding
+    exactly its bytes."""
+    backend = DiskCache(cache) if isinstance(cache, Path) else cache
     wanted = sorted(digests)
 
     def missing() -> list[str]:
-        return [d for d in wanted if not stored_path(cache, d).is_file()]
+        return [d for d in wanted if backend.stored(d) is None]
 
-    eventually(lambda: not missing(), lambda: f"not stored under {cache}: {missing()}")
+    eventually(lambda: not missing(), lambda: f"not stored in {backend.name}: {missing()}")
     for d in wanted:
-        assert sha256_digest(stored_path(cache, d).read_bytes()) == d
+        assert sha256_digest(backend.stored(d) or b"") == d
 
 
 def log_lines(text: str, digest: str, *words: str) -> list[str]:
@@ -226,11 +233,12 @@ def skopeo_pull(skopeo: Skopeo, mirror: Mirror, out: Path, images: dict[str, Bui
 
 @pytest.mark.parametrize("redirect", [False, True], ids=["direct", "redirected-to-cdn"])
 def test_second_skopeo_pull_fetches_no_content_upstream(
-    redirect, mirror_factory, upstream_factory, skopeo, images, tmp_path
+    redirect, mirror_factory, upstream_factory, skopeo, images, tmp_path, cache_backend
 ):
     up = upstream_factory(repos=["library/testimg", "library/multi"], redirect=redirect)
-    mirror = cache_mirror(mirror_factory, tmp_path, up.url, regmirror_cache_max_size="64m")
-    cache = tmp_path / "cache"
+    mirror = cache_mirror(mirror_factory, tmp_path, up.url, cache_backend,
+                          regmirror_cache_max_size="64m")  # fmt: skip
+    cache = cache_backend
     upstream = UpstreamLog(up.registry)
     multi = images["library/multi"]
     # content by digest: testimg's config and layers; multi's platform manifests, configs
@@ -266,10 +274,10 @@ def test_second_skopeo_pull_fetches_no_content_upstream(
 
 
 def test_second_ctr_pull_fetches_no_content_upstream(
-    mirror_factory, upstream_factory, containerd, hosts_dir, images, tmp_path
+    mirror_factory, upstream_factory, containerd, hosts_dir, images, tmp_path, cache_backend
 ):
     up = upstream_factory(repos=["library/multi"])
-    mirror = cache_mirror(mirror_factory, tmp_path, up.url)
+    mirror = cache_mirror(mirror_factory, tmp_path, up.url, cache_backend)
     upstream = UpstreamLog(up.registry)
     write_hosts_toml(hosts_dir, "docker.io", mirror.url)
     multi = images["library/multi"]
@@ -281,7 +289,7 @@ def test_second_ctr_pull_fetches_no_content_upstream(
     start = upstream.mark()
     containerd.pull(ref, hosts_dir, namespace=(ns1 := containerd.new_namespace()))
     assert containerd.image_digest(ref, namespace=ns1) == multi.digest
-    assert_stored(tmp_path / "cache", content)
+    assert_stored(cache_backend, content)
     assert digests_of(upstream.between(start, upstream.mark())) == content
 
     log_start = len(mirror.log_text())

@@ -2,7 +2,10 @@ import hashlib
 
 import pytest
 from prometheus_client import CollectorRegistry
+from regmirror.cache.catalog import LocalCatalog
+from regmirror.cache.content import LocalContent
 from regmirror.cache.index import Index
+from regmirror.cache.integrity import Verified
 from regmirror.cache.metrics import CacheMetrics
 from regmirror.cache.occupancy import Occupancy
 from regmirror.cache.store import Store
@@ -12,8 +15,16 @@ async def commit(store: Store, index: Index, body: bytes, last_access: float) ->
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
     fill = store.fill(digest, len(body))
     fill.write(body)
-    await fill.commit(lambda: index.add(digest, len(body), "x", "blob", last_access))
+    async def record() -> None:
+        index.add(digest, len(body), "x", "blob", last_access)
+
+    await fill.commit(record)
     return digest
+
+
+def occupancy_of(store: Store, index: Index, metrics: CacheMetrics) -> Occupancy:
+    totals = index.total_size(), index.count()
+    return Occupancy(LocalCatalog(index), LocalContent(store, Verified()), store, metrics, totals)
 
 
 @pytest.fixture
@@ -27,7 +38,7 @@ def cache(tmp_path):
 async def test_commits_count_and_evict_the_least_recently_used_above_the_limit(cache):
     store, index = cache
     metrics = CacheMetrics(CollectorRegistry())
-    occupancy = Occupancy(index, store, metrics)
+    occupancy = occupancy_of(store, index, metrics)
     occupancy.max_size = 250
     old = await commit(store, index, b"a" * 100, 1.0)
     await occupancy.committed(100, new=True)
@@ -47,7 +58,7 @@ async def test_a_flush_writes_the_hits_and_reads_the_size_back(cache):
     store, index = cache
     metrics = CacheMetrics(CollectorRegistry())
     digest = await commit(store, index, b"a" * 100, 1.0)
-    occupancy = Occupancy(index, store, metrics)
+    occupancy = occupancy_of(store, index, metrics)
     assert occupancy.size == 100 and metrics.entries._value.get() == 1
     occupancy.touch(digest, 50.0)
     occupancy.touch(digest, 60.0)

@@ -18,13 +18,14 @@ when they pass and served from disk the next time; tags point at manifests.
 """
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import shutil
 import sqlite3
 import time
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 
 from mitmproxy import ctx, exceptions, http
 from prometheus_client import CollectorRegistry
@@ -37,7 +38,9 @@ from ..routing import names
 from ..transport.headers import content_length
 from ..transport.side_requests import SideRequests
 from . import decisions
+from .catalog import Catalog, Committed, LocalCatalog
 from .client_checks import ClientChecks
+from .content import Content, LocalContent
 from .errors import CacheError, FillFailed
 from .files import FileServer
 from .fill import Fill
@@ -48,6 +51,8 @@ from .metrics import CacheMetrics
 from .occupancy import Occupancy
 from .opening import open_cache
 from .options import load_options
+from .s3 import location as s3_location
+from .s3.backend import open_backend
 from .single_flight import Leads
 from .store import Store, cacheable
 from .tags import Tags
@@ -60,6 +65,7 @@ KINDS = {names.BLOB: "blob", names.MANIFEST: "manifest"}
 # Seconds a blob miss waits for the answer to another's that is on its way (its headers),
 # before it goes upstream itself: about the response timeout's default.
 LEAD_WAIT = 60.0
+S3_RETRY = 10.0  # seconds between attempts to reach a cache bucket that did not answer
 
 
 class Cache:
@@ -69,7 +75,9 @@ class Cache:
         self.tags: Tags | None = None
         self.leads = Leads()
         self.store: Store | None = None
-        self.index: Index | None = None
+        self.index: Index | None = None  # the disk cache's; every lookup is by the catalog
+        self.catalog: Catalog | None = None
+        self.content: Content | None = None
         self.files: FileServer | None = None
         self.occupancy: Occupancy | None = None
         self.verified = Verified()
@@ -78,12 +86,18 @@ class Cache:
         )
         # flows answered from a committed file, with its link (the data plane reads them)
         self.hits: weakref.WeakKeyDictionary[http.HTTPFlow, Link] = weakref.WeakKeyDictionary()
-        # commits and access flushes still running in threads: done() waits for them before
-        # it closes the index (closing a connection another thread uses crashes sqlite3)
+        # commits and access flushes still running: done() waits for them before it closes
+        # the catalog (closing a connection another thread uses crashes sqlite3)
         self._background: set[asyncio.Task[None]] = set()
         # digest -> (registry, repository, provenance, media type) of the fill in progress
         self._filling: dict[str, tuple[str, str, str, str]] = {}
         self.metrics = CacheMetrics(registry)
+        self.problem = ""  # why the configured cache cannot be used just now
+        # an S3 cache: its bucket, and its size limit (0: none), opened in running()
+        self._s3: s3_location.S3Location | None = None
+        self._s3_max = 0
+        self._s3_stack: contextlib.AsyncExitStack | None = None
+        self._s3_tasks: set[asyncio.Task[None]] = set()  # the opening, then occupancy.run
 
     @property
     def max_size(self) -> int:
@@ -99,7 +113,15 @@ class Cache:
                 raise exceptions.OptionsError(f"{option} must be 0 or more seconds")
         if "regmirror_cache" in updated:
             self._open(ctx.options.regmirror_cache)
-        if {"regmirror_cache", "regmirror_cache_max_size"} & updated and self.occupancy:
+        if {"regmirror_cache", "regmirror_cache_max_size"} & updated and self._s3:
+            text = ctx.options.regmirror_cache_max_size
+            try:
+                self._s3_max = decisions.parse_size(text) if text else 0
+            except ValueError as e:
+                raise exceptions.OptionsError(f"regmirror_cache_max_size: {e}") from e
+            if self.occupancy:
+                self.occupancy.max_size = self._s3_max
+        elif {"regmirror_cache", "regmirror_cache_max_size"} & updated and self.occupancy:
             occupancy, text = self.occupancy, ctx.options.regmirror_cache_max_size
             try:
                 free = shutil.disk_usage(occupancy.store.root).free
@@ -108,38 +130,89 @@ class Cache:
             except ValueError as e:
                 raise exceptions.OptionsError(f"regmirror_cache_max_size: {e}") from e
 
+    @property
+    def on_disk(self) -> bool:
+        """The cache is a directory (not a bucket)."""
+        return self.index is not None
+
     def _open(self, directory: str) -> None:
-        if self.index:
-            self.index.close()
-        self.store = self.index = self.tags = self.occupancy = None
+        if self.catalog:
+            self.catalog.close()
+        self.store = self.index = self.catalog = self.content = None
+        self.tags = self.occupancy = None
+        self._s3 = None
+        if directory.startswith("s3://"):
+            try:
+                self._s3 = s3_location.parse(directory)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"regmirror_cache: {e}") from e
+            return
         if not directory:
             return
         try:
             store, index = open_cache(directory)
+            totals = index.total_size(), index.count()
         except (CacheError, sqlite3.Error) as e:
             raise exceptions.OptionsError(f"regmirror_cache: {e}") from e
         self.store, self.index = store, index
-        self.tags = Tags(index, self.side, self.checks)
-        self.occupancy = Occupancy(index, store, self.metrics)
+        self.catalog, self.content = LocalCatalog(index), LocalContent(store, self.verified)
+        self.tags = Tags(self.catalog, self.side, self.checks)
+        self.occupancy = Occupancy(self.catalog, self.content, store, self.metrics, totals)
 
     async def running(self) -> None:
-        if self.store:
-            self.files = FileServer(self.store)
+        if self._s3:
+            return await self._open_s3(self._s3, retry=False)
+        if self.store and self.content:
+            self.files = FileServer(self.store, self.content)
             await self.files.start()
 
+    async def _open_s3(self, location: s3_location.S3Location, retry: bool) -> None:
+        """Open the bucket; while it cannot be used, the cache is off (requests go upstream,
+        and readiness says why) and another attempt follows every S3_RETRY seconds."""
+        if retry:
+            await asyncio.sleep(S3_RETRY)
+        stack = contextlib.AsyncExitStack()
+        try:
+            backend = await open_backend(stack, location, ctx.options.regmirror_s3_endpoint,
+                                         self.metrics)  # fmt: skip
+        except CacheError as e:
+            await stack.aclose()
+            logger.warning("regmirror: regmirror_cache: %s; the cache is off until it can be "
+                           "used (next try in %g s)", e, S3_RETRY)  # fmt: skip
+            self.problem = str(e)
+            return self._s3_spawn(self._open_s3(location, retry=True))
+        self._s3_stack, self.problem = stack, ""
+        self.store, self.catalog, self.content = backend.store, backend.catalog, backend.content
+        self.occupancy = backend.occupancy
+        self.occupancy.max_size = self._s3_max
+        self.tags = Tags(self.catalog, self.side, self.checks)
+        self.files = FileServer(self.store, self.content)
+        await self.files.start()
+        self._s3_spawn(backend.occupancy.run())
+
+    def _s3_spawn(self, job: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._s3_tasks.add(task)
+        task.add_done_callback(self._s3_tasks.discard)
+
     async def done(self) -> None:
+        for task in list(self._s3_tasks):
+            task.cancel()
+        await asyncio.gather(*self._s3_tasks, return_exceptions=True)
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self.occupancy:
             await self.occupancy.flush()
         if self.files:
             await self.files.stop()
-        if self.index:
-            self.index.close()
+        if self.catalog:
+            self.catalog.close()
+        if self._s3_stack:
+            await self._s3_stack.aclose()
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         r = route(flow)
-        if flow.response or flow.error or not r or not self.index:
+        if flow.response or flow.error or not r or not self.catalog:
             return
         kind = KINDS.get(r.get("op", ""))
         reference = r.get("reference", "")
@@ -186,7 +259,7 @@ class Cache:
         digest = r["reference"]
         for again in (False, True):
             url = lookup.following(r, digest, self._filling.get(digest))
-            link = None if url else await self._readable(flow, r, lookup.linked(r, digest))
+            link = None if url else await self._readable(flow, r, await lookup.linked(r, digest))
             if url or link or again or kind != "blob" or flow.request.method != "GET":
                 break
             provenance = outcome(flow).get("provenance", CLIENT)
@@ -196,9 +269,9 @@ class Cache:
 
     def lookup(self) -> Lookup | None:
         """Where the cache holds what is asked for; None while it is off or not running."""
-        if not self.store or not self.index or not self.files:
+        if not self.store or not self.catalog or not self.content or not self.files:
             return None
-        return Lookup(self.store, self.index, self.files, self.verified, self.metrics)
+        return Lookup(self.store, self.catalog, self.content, self.files, self.metrics)
 
     async def _readable(self, flow: http.HTTPFlow, r: Route, link: Link | None) -> Link | None:
         """The link, if this client may read what it leads to (decisions.may_read)."""
@@ -246,7 +319,7 @@ class Cache:
 
     async def response(self, flow: http.HTTPFlow) -> None:
         r, resp = route(flow), flow.response
-        if not r or not resp or not self.store or not self.index or not self.tags:
+        if not r or not resp or not self.store or not self.catalog or not self.tags:
             return
         result = outcome(flow)
         if flow in self._fills:
@@ -288,23 +361,16 @@ class Cache:
         await self._commit(flow, fill)
 
     async def _commit(self, flow: http.HTTPFlow, fill: Fill) -> None:
-        assert self.index and flow.response
+        assert self.catalog and flow.response
         r, result = route(flow), outcome(flow)
         assert r is not None
         media_type = flow.response.headers.get("Content-Type", "application/octet-stream")
         kind = KINDS[r["op"]]
-        index, now = self.index, time.time()
+        catalog, now = self.catalog, time.time()
         registry, name, reference = r["registry"], r["name"], r["reference"]
         tag = None if cacheable(reference) else (reference, now)
         if kind == "manifest" and self.tags:
             tag = tag or self.tags.pending(registry, name, fill.digest)
-
-        def record() -> None:
-            index.add(fill.digest, fill.written, media_type, kind, now)
-            index.link(registry, name, fill.digest, result.get("provenance", "client"))
-            if tag:
-                index.set_tag(registry, name, tag[0], fill.digest, media_type, tag[1])
-
         try:
             fill.verify()
         except FillFailed as e:
@@ -314,28 +380,36 @@ class Cache:
                 bad_upstream(flow, f"upstream sent a manifest that is not {fill.digest}")
                 replace_bad_upstream(flow)
             return
-        # The client's answer ends only after this hook: the durable part (fsync, rename,
-        # index row) runs on without it.
-        self._spawn(self._durable(fill, record))
+        committed = Committed(fill.digest, fill.written, media_type, kind, now, registry, name,
+                              result.get("provenance", "client"), tag)  # fmt: skip
+        # The client's answer ends only after this hook: the durable part (fsync and rename,
+        # or the upload's completion, then the catalog's row) runs on without it.
+        self._spawn(self._durable(fill, lambda: catalog.record(committed)))
 
     def _spawn(self, job: Coroutine[None, None, None]) -> None:
         task = asyncio.get_running_loop().create_task(job)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _durable(self, fill: Fill, record: Callable[[], None]) -> None:
-        existed = self.store is not None and self.store.has(fill.digest)  # its size counted
+    async def _durable(self, fill: Fill, record: Callable[[], Awaitable[bool]]) -> None:
+        new = False
+
+        async def recorded() -> None:
+            nonlocal new
+            new = await record()
+
         try:
-            await fill.commit(record)
+            await fill.commit(recorded)
         except FillFailed as e:
             logger.warning("regmirror: fill of %s failed: %s", fill.digest, e.reason)
             self.metrics.failures.labels(e.reason).inc()
             return
         finally:  # committed (its row is in) or failed: no more following it
             self._filling.pop(fill.digest, None)
-        self.verified.mark(fill.digest, fill.final_path)
+        if self.content:
+            self.content.committed(fill)
         if self.occupancy:
-            await self.occupancy.committed(fill.written, new=not existed)
+            await self.occupancy.committed(fill.written, new=new)
 
     def _failed(self, flow: http.HTTPFlow, reason: str) -> None:
         outcome(flow)["cache"] = f"fill failed: {reason}"

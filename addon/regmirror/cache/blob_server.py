@@ -37,7 +37,8 @@ from ..record import Route
 from ..routing import names
 from . import blob_urls
 from .blob_urls import Blob
-from .files import CachedFile, content_headers
+from .content import CachedFile
+from .files import content_headers
 from .lookup import Lookup
 from .store import Store
 

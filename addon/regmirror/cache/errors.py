@@ -40,3 +40,8 @@ class Aborted(FillFailed):
     """The fill's owner gave up (its upstream or its client went away)."""
 
     reason = "aborted"
+
+
+class CatalogError(CacheError):
+    """The catalog (links, tags, content rows) cannot be read or written just now: a locked
+    or damaged index, an unreachable bucket. The request is answered from upstream."""

@@ -1,18 +1,16 @@
-"""Applying the size limit: least recently used content first, down to 90 % of it, never a
-file being served or filled (decisions.evict). The index rows go first, then the files."""
-
-import asyncio
+"""Applying the size limit: least recently used content first, down to 90 % of it, never
+content being served or filled (decisions.evict). What points at it goes first, then the
+content itself."""
 
 from . import decisions
-from .index import Index
-from .store import Store
+from .catalog import Catalog
+from .content import Content
 
 
-async def evict(index: Index, store: Store, limit: int) -> int:
+async def evict(catalog: Catalog, content: Content, limit: int, in_use: set[str]) -> int:
     """Evict down to the limit; returns how many entries went. Never blocks the loop."""
-    entries = await asyncio.to_thread(index.entries)
-    victims = decisions.evict(entries, limit, store.in_use())
-    await asyncio.to_thread(index.remove, victims)
+    victims = decisions.evict(await catalog.entries(), limit, in_use)
+    await catalog.forget(victims)
     for digest in victims:
-        store.remove(digest)
+        await content.discard(digest)
     return len(victims)

@@ -14,13 +14,14 @@ import urllib.parse
 
 from aiohttp import web
 
+from .content import Content
 from .errors import FillFailed
 from .store import Store, cacheable
 
 
 class FileServer:
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, store: Store, content: Content) -> None:
+        self.store, self.content = store, content
         self.prefix = "/" + secrets.token_urlsafe(16)
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -72,9 +73,11 @@ class FileServer:
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         digest = request.match_info["digest"]
-        if not cacheable(digest) or not self.store.has(digest):
+        if not cacheable(digest):
             raise web.HTTPNotFound()
-        return CachedFile(self.store, digest, content_headers(digest, _media_type(request)))
+        return await self.content.respond(
+            request, digest, content_headers(digest, _media_type(request))
+        )
 
 
 def _media_type(request: web.Request) -> str:
@@ -89,26 +92,3 @@ def content_headers(digest: str, media_type: str) -> dict[str, str]:
         "ETag": f'"{digest}"',  # as distribution: the entity tag of content is its digest
         "Docker-Distribution-Api-Version": "registry/2.0",
     }
-
-
-class CachedFile(web.FileResponse):
-    """A cached file, marked as being read while aiohttp sends it, so that eviction leaves
-    it alone."""
-
-    def __init__(
-        self, store: Store, digest: str, headers: dict[str, str], chunk_size: int = 256 << 10
-    ) -> None:
-        super().__init__(store.path(digest), chunk_size, headers=headers)
-        self._store, self._digest = store, digest
-
-    # aiohttp sets its own entity tag (mtime and size) as it prepares: keep the digest
-    etag = property(
-        web.FileResponse.etag.fget,
-        lambda self, _: web.FileResponse.etag.fset(self, self._digest),  # type: ignore[attr-defined]
-    )
-
-    async def prepare(self, request: web.BaseRequest):  # type: ignore[override]
-        if self.prepared:  # sent by its handler already (the data plane's, to log the end)
-            return None
-        with self._store.reading(self._digest):
-            return await super().prepare(request)

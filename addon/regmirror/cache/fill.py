@@ -9,7 +9,7 @@ nothing of a failed fill is ever at its final path.
 import asyncio
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -24,13 +24,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _durable(fd: int, tmp: Path, final: Path, record: Callable[[], object] | None) -> None:
+def durable(fd: int, tmp: Path, final: Path) -> bool:
     """Runs in a thread: the bytes reach the disk before the name does, so a crash leaves
     either the temporary file (removed at start) or the whole committed file. A file already
     at `final` (fetched before through another repository) is replaced by these verified
     bytes, since nothing vouches for it (it may have rotted on disk); readers that have it
-    open keep reading the old one. Such a file has a row: it is never removed here, even
-    when `record` fails."""
+    open keep reading the old one. Returns whether the file is new at `final`."""
     created = False
     try:
         try:
@@ -44,12 +43,16 @@ def _durable(fd: int, tmp: Path, final: Path, record: Callable[[], object] | Non
         os.replace(tmp, final)
         created = not existed
         fsync_dir(final.parent)
-        if record is not None:
-            record()
     except Exception as e:
         with suppress(OSError):
             os.unlink(final if created else tmp)
         raise DiskError(getattr(e, "strerror", None) or str(e)) from e
+    return created
+
+
+# How a store makes a verified fill durable, given the fill and its open file: it returns
+# what undoes that if the fill's record then fails (None: nothing to undo).
+Persist = Callable[["Fill", int], Awaitable[Callable[[], None] | None]]
 
 
 class Fill:
@@ -68,6 +71,7 @@ class Fill:
         final_path: Path,
         fd: int | None,
         on_end: Callable[["Fill"], None],
+        persist: Persist,
         failure: FillFailed | None = None,
     ) -> None:
         algorithm, _, self._hex = digest.partition(":")
@@ -84,6 +88,7 @@ class Fill:
         self._hash = hashlib.new(algorithm)
         self._wake: asyncio.Future[None] | None = None
         self._on_end = on_end
+        self._persist = persist
 
     @property
     def failed(self) -> bool:
@@ -154,12 +159,13 @@ class Fill:
             self.verified = True
             self._notify()
 
-    async def commit(self, record: Callable[[], object] | None = None) -> None:
-        """Verify, then in a thread: fsync the file, rename it into place atomically, fsync
-        its directory, and call `record` (the index row: so the row exists before the fill
-        stops being in progress, and no request in between misses both). Raises FillFailed
-        (the temporary and final files removed) when anything fails, `record` included.
-        Cancelling the caller does not stop the commit's thread; the fill still ends."""
+    async def commit(self, record: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Verify, make it durable as its store does (a file: fsync, rename, directory
+        fsync, in a thread; S3: the upload completed), then await `record` (the catalog's
+        row: so the row exists before the fill stops being in progress, and no request in
+        between misses both). Raises FillFailed (what was made undone) when anything fails,
+        `record` included. Cancelling the caller does not stop the commit; the fill still
+        ends."""
         self.verify()
         if self.failure is not None:
             raise self.failure
@@ -170,11 +176,20 @@ class Fill:
         self._committing = True
         fd, self._fd = self._fd, None
         assert fd is not None  # no failure: the file is open
-        job = asyncio.ensure_future(
-            asyncio.to_thread(_durable, fd, self.tmp_path, self.final_path, record)
-        )
+        job = asyncio.ensure_future(self._persisted(fd, record))
         job.add_done_callback(self._committed)
         await asyncio.shield(job)
+
+    async def _persisted(self, fd: int, record: Callable[[], Awaitable[object]] | None) -> None:
+        undo = await self._persist(self, fd)
+        if record is None:
+            return
+        try:
+            await record()
+        except Exception as e:
+            if undo is not None:
+                undo()
+            raise DiskError(str(e)) from e
 
     def abort(self) -> None:
         """Give up: the temporary file is removed and followers get Aborted. No-op once the

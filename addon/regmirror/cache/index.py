@@ -217,6 +217,11 @@ class Index:
                 ((last, hits, digest) for digest, last, hits in touches),
             )
 
+    def size(self, digest: str) -> int | None:
+        """The size of held content, None if it is not held."""
+        row = self._one("SELECT size FROM content WHERE digest = ?", (digest,))
+        return row[0] if row else None
+
     def total_size(self) -> int:
         return self._one("SELECT coalesce(sum(size), 0) FROM content")[0]
 

@@ -2,17 +2,17 @@
 repository, or (single flight) a fill in progress for the same repository; and what it
 knows of a tag. Only as verified (integrity.py); who may read it is the caller's decision."""
 
-import asyncio
 import logging
-import sqlite3
 
 from mitmproxy import http
 
 from ..record import Route
 from . import decisions
+from .catalog import Catalog
+from .content import CORRUPTED, OK, Content
+from .errors import CatalogError
 from .files import FileServer
-from .index import Index, Link, Tag
-from .integrity import Verified
+from .index import Link, Tag
 from .metrics import CacheMetrics
 from .store import Store
 
@@ -36,13 +36,13 @@ class Lookup:
     def __init__(
         self,
         store: Store,
-        index: Index,
+        catalog: Catalog,
+        content: Content,
         files: FileServer,
-        verified: Verified,
         metrics: CacheMetrics,
     ) -> None:
-        self.store, self.index, self.files = store, index, files
-        self.verified, self.metrics = verified, metrics
+        self.store, self.catalog, self.content = store, catalog, content
+        self.files, self.metrics = files, metrics
 
     def following(self, r: Route, digest: str, filling: Filling | None) -> str:
         """The URL of a blob being filled for the same repository from a request anyone may
@@ -55,41 +55,39 @@ class Lookup:
             return ""
         return self.files.follow_url(digest, media_type)
 
-    def linked(self, r: Route, digest: str) -> Link | None:
+    async def linked(self, r: Route, digest: str) -> Link | None:
         """The link of `digest` to the repository asked for, if the cache holds it."""
         try:
-            return self.index.linked(r["registry"], r["name"], digest)
-        except sqlite3.Error as e:  # locked past its timeout, or damaged: go upstream
-            self.fault("index", f"cache index unusable, answering from upstream: {e}")
+            return await self.catalog.linked(r["registry"], r["name"], digest)
+        except CatalogError as e:
+            self.fault("index", f"{e}; answering from upstream")
             return None
 
-    def tag(self, r: Route) -> Tag | None:
+    async def tag(self, r: Route) -> Tag | None:
         """What the cache knows of the tag asked for."""
         try:
-            return self.index.tag(r["registry"], r["name"], r["reference"])
-        except sqlite3.Error as e:
-            self.fault("index", f"cache index unusable, answering from upstream: {e}")
+            return await self.catalog.tag(r["registry"], r["name"], r["reference"])
+        except CatalogError as e:
+            self.fault("index", f"{e}; answering from upstream")
             return None
 
     async def file_url(self, link: Link) -> str:
-        """The URL of the committed file, when it is intact; "" otherwise."""
+        """The URL of the committed content, when it is intact; "" otherwise."""
         if not await self.intact(link.digest, link.size):
             return ""
         return self.files.url(link.digest, link.media_type)
 
     async def intact(self, digest: str, size: int) -> bool:
-        """The file is there and verified; a corrupted one is dropped."""
-        path = self.store.path(digest)
-        if await self.verified.check(digest, path, size):
+        """The content is there and verified; a corrupted one is dropped, and forgotten."""
+        state = await self.content.check(digest, size)
+        if state == OK:
             return True
-        if self.store.has(digest):
-            self.fault("file", f"cache file {digest} is corrupted on disk: dropped")
-            self.verified.forget(digest)
-            self.store.remove(digest)
+        if state == CORRUPTED:
+            self.fault("file", f"cache file {digest} is corrupted {self.content.where}: dropped")
         try:
-            await asyncio.to_thread(self.index.remove, [digest])
-        except sqlite3.Error as e:
-            self.fault("index", f"cache index unusable: {e}")
+            await self.catalog.forget([digest])
+        except CatalogError as e:
+            self.fault("index", str(e))
         return False
 
     def fault(self, kind: str, message: str) -> None:

@@ -9,22 +9,31 @@ import asyncio
 import time
 
 from .access import AccessBatcher
+from .catalog import Catalog
+from .content import Content
 from .eviction import evict
-from .index import Index
 from .metrics import CacheMetrics
 from .store import Store
 
 
 class Occupancy:
-    def __init__(self, index: Index, store: Store, metrics: CacheMetrics) -> None:
-        self.index, self.store, self.metrics = index, store, metrics
+    def __init__(
+        self,
+        catalog: Catalog,
+        content: Content,
+        store: Store,
+        metrics: CacheMetrics,
+        totals: tuple[int, int],
+    ) -> None:
+        """`totals`: (bytes, entries) held at start."""
+        self.catalog, self.content, self.store, self.metrics = catalog, content, store, metrics
         self.max_size = 0
-        self.size = index.total_size()
+        self.size, entries = totals
         self.access = AccessBatcher()
         self._evicting = False
         self._flushing = asyncio.Lock()
         metrics.size.set(self.size)
-        metrics.entries.set(index.count())
+        metrics.entries.set(entries)
 
     def touch(self, digest: str, now: float) -> bool:
         """Count a hit; True when the batch should be written now (flush)."""
@@ -32,14 +41,9 @@ class Occupancy:
 
     async def flush(self) -> None:
         """Write the batched access times, and read the size and entries back."""
-        index = self.index
-
-        def flush() -> tuple[int, int]:
-            index.touch_many(self.access.drain(time.time()))
-            return index.total_size(), index.count()
-
         async with self._flushing:  # one at a time: a flush waiting behind one has less to do
-            self.size, entries = await asyncio.to_thread(flush)
+            await self.catalog.touch(self.access.drain(time.time()))
+            self.size, entries = await self.catalog.totals()
         self.metrics.size.set(self.size)
         self.metrics.entries.set(entries)
 
@@ -59,7 +63,8 @@ class Occupancy:
         try:
             await self.flush()
             while self.size > self.max_size:
-                evicted = await evict(self.index, self.store, self.max_size)
+                evicted = await evict(self.catalog, self.content, self.max_size,
+                                      self.store.in_use())  # fmt: skip
                 self.metrics.evictions.inc(evicted)
                 await self.flush()  # the size now
                 if not evicted:  # all in use

@@ -9,8 +9,20 @@ def load_options(loader) -> None:
         str,
         DEFAULT_DIR,
         """
-        Directory of the pull-through cache: blobs and manifests by digest, verified
-        before they are stored, and an SQLite index. Empty turns the cache off.
+        Where the pull-through cache keeps blobs and manifests, by digest, verified
+        before they are stored: a directory (with an SQLite index), or
+        s3://bucket/prefix, a bucket shared by every replica that names it (links, tags
+        and access times as objects beside the content; credentials from the standard
+        AWS chain). Empty turns the cache off.
+        """,
+    )
+    loader.add_option(
+        "regmirror_s3_endpoint",
+        str,
+        "",
+        """
+        URL of the S3-compatible service of an s3:// cache (MinIO, Ceph RGW, R2, ...),
+        addressed by path. Empty: AWS S3, in the region of the AWS configuration.
         """,
     )
     loader.add_option(
@@ -20,7 +32,8 @@ def load_options(loader) -> None:
         """
         Size limit of the cache: bytes, or a number with a k, m, g or t suffix in
         powers of 1024 ("20g"). Above it the least recently used content is evicted,
-        down to 90 %. Empty: the smaller of 20 GiB and half the free space at start.
+        down to 90 %. Empty: for a directory, the smaller of 20 GiB and half the free
+        space at start; for an s3:// cache, no limit.
         """,
     )
     loader.add_option(

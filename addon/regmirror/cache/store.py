@@ -7,18 +7,20 @@ Everything here is synchronous and cheap (a stat, an unlink, a directory walk) e
 `follow()`; `recover()` and `scan()` walk directories and belong in a thread at start-up.
 """
 
+import asyncio
 import fcntl
 import os
 import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Self
 
 from .errors import CacheError, DiskError, FillFailed
-from .fill import Fill
+from .fill import Fill, durable
 
 HEX_LENGTHS = {"sha256": 64, "sha512": 128}
 DIGEST = re.compile(r"(sha256):([0-9a-f]{64})|(sha512):([0-9a-f]{128})")
@@ -43,10 +45,11 @@ class Store:
         self._readers: Counter[str] = Counter()
 
     @classmethod
-    def open(cls, root: Path | str) -> "Store":
+    def open(cls, root: Path | str, *args: Any) -> Self:
         """Create the directories and probe that a file can be written in tmp/ and renamed
-        into blobs/ (same file system). Raises CacheError naming the path otherwise."""
-        store = cls(Path(root).expanduser())
+        into blobs/ (same file system). Raises CacheError naming the path otherwise. `args`
+        go to the constructor of a subclass."""
+        store = cls(Path(root).expanduser(), *args)
         try:
             for algorithm in HEX_LENGTHS:
                 (store.blobs / algorithm).mkdir(parents=True, exist_ok=True)
@@ -160,10 +163,15 @@ class Store:
                 tmp.unlink(missing_ok=True)
                 fd = None
             failure = DiskError(e.strerror or str(e))
-        fill = Fill(digest, expected_size, tmp, final, fd, self._ended, failure)
+        fill = Fill(digest, expected_size, tmp, final, fd, self._ended, self._persist, failure)
         if failure is None:
             self._fills[digest] = fill
         return fill
+
+    async def _persist(self, fill: Fill, fd: int) -> Callable[[], None] | None:
+        created = await asyncio.to_thread(durable, fd, fill.tmp_path, fill.final_path)
+        final = fill.final_path
+        return (lambda: final.unlink(missing_ok=True)) if created else None
 
     def filling(self, digest: str) -> Fill | None:
         """The fill in progress for `digest` (single flight), until it has committed or
@@ -184,6 +192,22 @@ class Store:
             self._readers[digest] -= 1
             if not self._readers[digest]:
                 del self._readers[digest]
+                self._unread(digest)
+
+    def _unread(self, digest: str) -> None:
+        """Nobody reads `digest` any more (a store that keeps files for readers lets go)."""
+
+    async def _open_following(self, fill: Fill) -> int:
+        """The file of a fill, opened for reading: the temporary file, or once committed
+        the final one."""
+        while fill.committing:  # its thread may be renaming the file right now
+            await fill.wait()
+        if fill.failure is not None:
+            raise _again(fill.failure)
+        try:
+            return os.open(fill.final_path if fill.committed else fill.tmp_path, os.O_RDONLY)
+        except OSError as e:
+            raise DiskError(e.strerror or str(e)) from e
 
     def in_use(self) -> set[str]:
         """Digests being filled or read in this process: never evict these."""
@@ -198,14 +222,7 @@ class Store:
         after verification (`Fill.readable`). Reads (pread of bytes just written, so from
         the page cache) run on the event loop. Use it with contextlib.aclosing."""
         with self.reading(fill.digest):
-            while fill.committing:  # its thread may be renaming the file right now
-                await fill.wait()
-            if fill.failure is not None:
-                raise _again(fill.failure)
-            try:
-                fd = os.open(fill.final_path if fill.committed else fill.tmp_path, os.O_RDONLY)
-            except OSError as e:
-                raise DiskError(e.strerror or str(e)) from e
+            fd = await self._open_following(fill)
             try:
                 pos = start
                 while True:

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..cache import decisions, eviction
+from ..cache.catalog import LocalCatalog
+from ..cache.content import LocalContent
 from ..cache.errors import CacheError
 from ..cache.index import Index
-from ..cache.integrity import matches
+from ..cache.integrity import Verified, matches
 from ..cache.store import Store
 from . import graph
 from .references import Reference
@@ -156,5 +158,6 @@ def collect(store: Store, index: Index, max_size: str) -> Collected:
             raise CliError(f"--max-size: {e}") from e
     else:
         limit = decisions.default_max_size(shutil.disk_usage(store.root).free + before)
-    evicted = asyncio.run(eviction.evict(index, store, limit))
+    content = LocalContent(store, Verified())
+    evicted = asyncio.run(eviction.evict(LocalCatalog(index), content, limit, set()))
     return Collected(limit, before, index.total_size(), evicted)
