@@ -115,13 +115,13 @@ def test_a_tag_moved_upstream_gives_the_new_digest(
 
 
 def test_with_the_registry_down_cached_tags_and_digests_still_pull(
-    mirror_factory, upstream_factory, skopeo, images, tmp_path
+    mirror_factory, upstream_factory, skopeo, images, tmp_path, cache_backend
 ):
     up = upstream_factory(repos=["library/testimg", "library/multi"])
-    mirror = cache_mirror(mirror_factory, tmp_path, up.url)
+    mirror = cache_mirror(mirror_factory, tmp_path, up.url, cache_backend)
     skopeo_pull(skopeo, mirror, tmp_path / "pull1", images)
     testimg = images["library/testimg"]
-    assert_stored(tmp_path / "cache", [testimg.digest, images["library/multi"].digest])
+    assert_stored(cache_backend, [testimg.digest, images["library/multi"].digest])
     up.registry.stop()
 
     log_start = len(mirror.log_text())
@@ -136,7 +136,8 @@ def test_with_the_registry_down_cached_tags_and_digests_still_pull(
     assert lookups(mirror, "manifest", "stale") >= 2
 
     # regmirror_stale_if_error=0: the failure is the answer
-    strict = cache_mirror(mirror_factory, tmp_path, up.url, regmirror_stale_if_error="0")
+    strict = cache_mirror(mirror_factory, tmp_path, up.url, cache_backend,
+                          regmirror_stale_if_error="0")  # fmt: skip
     r = httpx.get(f"{strict.url}{TESTIMG_TAG}", headers={"Accept": OCI_ACCEPT}, timeout=30)
     assert r.status_code == 502
     assert r.json()["errors"][0]["code"] == "UNAVAILABLE"

@@ -55,6 +55,9 @@ class BucketCache:
         return f"{self.prefix}/blobs/{algorithm}/{hex_}"
 
     def stored(self, digest: str) -> bytes | None:
+        """The bytes of `digest` once it is committed: its object, linked."""
+        if not self.server.keys(self.bucket, f"{self.prefix}/links/{digest}/"):
+            return None
         client = self.server.client()
         try:
             return client.get_object(Bucket=self.bucket, Key=self.key(digest))["Body"].read()
@@ -65,8 +68,13 @@ class BucketCache:
         self.server.client().put_object(Bucket=self.bucket, Key=self.key(digest), Body=data)
 
     def leftovers(self) -> list[str]:
-        """Multipart uploads neither completed nor aborted."""
-        return self.server.uploads(self.bucket)
+        """Multipart uploads neither completed nor aborted, and objects no link leads to."""
+        unlinked = []
+        for key in self.server.keys(self.bucket, f"{self.prefix}/blobs/"):
+            algorithm, hex_ = key.rsplit("/", 2)[1:]
+            if not self.server.keys(self.bucket, f"{self.prefix}/links/{algorithm}:{hex_}/"):
+                unlinked.append(key)
+        return self.server.uploads(self.bucket) + unlinked
 
 
 CacheBackend = DiskCache | BucketCache

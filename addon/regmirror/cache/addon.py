@@ -66,6 +66,7 @@ KINDS = {names.BLOB: "blob", names.MANIFEST: "manifest"}
 # before it goes upstream itself: about the response timeout's default.
 LEAD_WAIT = 60.0
 S3_RETRY = 10.0  # seconds between attempts to reach a cache bucket that did not answer
+S3_OPEN_WAIT = 15.0  # the client's first attempt: 5 s to connect, up to 3 times
 
 
 class Cache:
@@ -97,7 +98,10 @@ class Cache:
         self._s3: s3_location.S3Location | None = None
         self._s3_max = 0
         self._s3_stack: contextlib.AsyncExitStack | None = None
-        self._s3_tasks: set[asyncio.Task[None]] = set()  # the opening, then occupancy.run
+        self._s3_tasks: set[asyncio.Task[None]] = set()  # retries, then occupancy.run
+        # the first attempt: mitmproxy serves while `running` runs, and requests that come
+        # meanwhile wait for it rather than pass the cache by
+        self._s3_opening: asyncio.Future[None] | None = None
 
     @property
     def max_size(self) -> int:
@@ -161,7 +165,8 @@ class Cache:
 
     async def running(self) -> None:
         if self._s3:
-            return await self._open_s3(self._s3, retry=False)
+            self._s3_opening = asyncio.ensure_future(self._open_s3(self._s3, retry=False))
+            return await asyncio.shield(self._s3_opening)
         if self.store and self.content:
             self.files = FileServer(self.store, self.content)
             await self.files.start()
@@ -212,7 +217,11 @@ class Cache:
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         r = route(flow)
-        if flow.response or flow.error or not r or not self.catalog:
+        if flow.response or flow.error or not r:
+            return
+        if self._s3_opening and not self._s3_opening.done():
+            await asyncio.wait([self._s3_opening], timeout=S3_OPEN_WAIT)
+        if not self.catalog:
             return
         kind = KINDS.get(r.get("op", ""))
         reference = r.get("reference", "")

@@ -63,10 +63,10 @@ class S3Catalog:
             provenance = before["provenance"]
         link = {"provenance": provenance, "size": c.size, "media_type": c.media_type,
                 "kind": c.kind}  # fmt: skip
-        await self._put(key, link)
-        if c.tag:
+        if c.tag:  # before the link: a tag is only used once its content is linked
             await self.set_tag(c.registry, c.repository, c.tag[0], c.digest, c.media_type,
                                c.tag[1])  # fmt: skip
+        await self._put(key, link)
         return before is None
 
     async def forget(self, digests: Iterable[str]) -> None:
