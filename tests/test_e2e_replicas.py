@@ -34,6 +34,7 @@ from tests.test_e2e_cache import (
     assert_logged,
     assert_stored,
     check_dir_copy,
+    check_oci_copy,
     eventually,
     log_lines,
 )
@@ -145,6 +146,29 @@ def test_what_one_replica_cached_the_other_serves_with_the_upstream_down(
     assert f"testimg@{testimg.digest}" in " ".join(docker.repo_digests("library/testimg:1"))
     assert_logged(second, since, testimg.single.digests[1:], "cache hit")  # config, layers
     assert "cache stale" in second.log_text()[since:]
+
+
+def test_what_a_client_pulls_through_haproxy_is_public_to_every_replica_offline(
+    start_replicas, upstream_factory, images, tmp_path
+):
+    """An anonymous pull through haproxy keeps its content public: the doc's `balance source`
+    keeps the client on the replica that fetched its token, so no replica takes that token
+    for the client's own credentials (which would keep what it fills private, and not
+    served offline). Then, with the upstream and its token service down, each replica
+    serves the whole image from the shared cache."""
+    up = upstream_factory(repos=["library/multi"])
+    replicas = start_replicas(up.url)
+    multi = images["library/multi"]
+    ref = f"library/multi@{multi.digest}"
+    skopeo = Skopeo(tmp_path / "skopeo")
+    skopeo.copy(f"{replicas.haproxy.host}/{ref}", f"oci:{tmp_path / 'first'}:1", all=True)
+    check_oci_copy(tmp_path / "first", multi)
+    up.stop()
+    for i in range(2):
+        since = len(replicas.mirrors[i].log_text())
+        skopeo.copy(f"{replicas.pinned(i)}/{ref}", f"oci:{tmp_path / f'offline{i}'}:1", all=True)
+        check_oci_copy(tmp_path / f"offline{i}", multi)
+        assert_logged(replicas.mirrors[i], since, multi.blob_digests(), "cache hit")
 
 
 def big_image(tmp_path: Path, up) -> BuiltImage:
