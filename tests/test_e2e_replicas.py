@@ -260,7 +260,7 @@ def test_a_client_auth_token_from_one_replica_is_accepted_by_the_other_until_rev
         assert r.headers["Docker-Content-Digest"] == testimg.digest
         assert sha256_digest(r.content) == testimg.digest
     assert get(two, path, "regmirror-client.forged.x").status_code == 401
-    # skopeo through haproxy: its token and pulls land on either replica
+    # skopeo through haproxy, which balances
     out = tmp_path / "pulled"
     Skopeo(tmp_path / "skopeo").copy(f"{replicas.haproxy.host}/library/testimg:1",
                                      f"dir:{out}", creds="bob:s3cret")  # fmt: skip
