@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 VENV=.venv
 UPSTREAM=${REGMIRROR_UPSTREAM:-https://registry-1.docker.io}
 LISTEN=${REGMIRROR_LISTEN:-5000}
-APT_PACKAGES=(docker-registry skopeo docker.io containerd podman curl ca-certificates chromium)
+APT_PACKAGES=(docker-registry skopeo docker.io containerd podman curl ca-certificates chromium haproxy)
 
 python_bin() {
     for p in python3.11 python3; do
@@ -37,7 +37,7 @@ ensure_venv() {
 # The real registry and clients the end-to-end tests drive (Debian, as root).
 ensure_apt() {
     local missing=()
-    for bin in docker-registry skopeo dockerd containerd ctr podman curl chromium; do
+    for bin in docker-registry skopeo dockerd containerd ctr podman curl chromium haproxy; do
         command -v "$bin" >/dev/null || missing+=("$bin")
     done
     [ ${#missing[@]} -eq 0 ] && return

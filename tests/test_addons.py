@@ -2,6 +2,8 @@
 pair shows; in the mirror's order it works."""
 
 import base64
+import json
+import time
 
 import pytest
 from mitmproxy import flow
@@ -11,11 +13,13 @@ from mitmproxy.proxy.layers.http import (
     HttpRequestHeadersHook,
     HttpRequestHook,
     HttpResponseHeadersHook,
+    HttpResponseHook,
 )
 from mitmproxy.test import taddons
 from regmirror.addons import ORDER, mirror_addons
+from regmirror.auth import client_tokens
 from regmirror.auth.challenges import mirror_challenge
-from regmirror.auth.client_auth import ClientAuth
+from regmirror.auth.client_auth import ClientAuth, ClientTokens
 from regmirror.auth.token_proxy import TokenAuth
 from regmirror.cache.addon import Cache
 from regmirror.cache.data_plane import DataPlane
@@ -79,6 +83,24 @@ async def client_auth_before_token_auth(tctx, addons) -> bool:
     )
 
 
+async def token_auth_before_client_tokens(tctx, addons) -> bool:
+    proxy = of(addons, TokenAuth)
+    proxy.challenges["https://registry-1.docker.io"] = mirror_challenge(HUB_CHALLENGE, "x")[0]
+    f = reverse_flow(
+        "GET", "/v2/auth?scope=repository:library/x:pull",
+        headers={"Authorization": basic("ci", TOKEN)},
+    )  # fmt: skip
+    await tctx.master.addons.trigger_event(HttpRequestHeadersHook(f))
+    body = b'{"token": "T", "expires_in": 300, "refresh_token": "R"}'
+    respond(f, 200, {"Content-Type": "application/json"}, body)
+    await tctx.master.addons.trigger_event(HttpResponseHook(f))
+    answer = json.loads(f.response.content)
+    key = of(addons, Router).signer.key
+    claims = client_tokens.open_token(key, answer["token"], time.time())
+    # the client's token says the upstream token came with the route's credentials
+    return "refresh_token" not in answer and claims is not None and claims.provenance == "route"
+
+
 async def token_auth_before_metrics(tctx, addons) -> bool:
     proxy = of(addons, TokenAuth)
     proxy.challenges["https://registry-1.docker.io"] = mirror_challenge(HUB_CHALLENGE, "x")[0]
@@ -129,6 +151,7 @@ SCENARIOS = {
     (StatusEndpoints, Router): status_before_router,
     (Router, ClientAuth): router_before_client_auth,
     (ClientAuth, TokenAuth): client_auth_before_token_auth,
+    (TokenAuth, ClientTokens): token_auth_before_client_tokens,
     (TokenAuth, Metrics): token_auth_before_metrics,
     (Streaming, Cache): streaming_before_cache,
     (Cache, DataPlane): cache_before_data_plane,

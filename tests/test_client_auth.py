@@ -6,9 +6,11 @@ from dataclasses import replace
 import bcrypt
 import pytest
 from mitmproxy.test import taddons
+from regmirror.auth import client_tokens
 from regmirror.auth.challenge import Challenge
 from regmirror.auth.client_auth import (
     ClientAuth,
+    ClientTokens,
     Principal,
     bearer_token,
     check_credentials,
@@ -104,7 +106,14 @@ def test_still_valid():
 def setup():
     router = Router()
     router.config = type(router.config)(auth=AUTH)
-    return router, ClientAuth(router), TokenAuth(router, UpstreamConnections(), SideRequests())
+    tokens = TokenAuth(router, UpstreamConnections(), SideRequests())
+    return router, ClientAuth(router, tokens.provenances), tokens
+
+
+def issued(router, principal, upstream="U", provenance="anonymous", lifetime=3600):
+    return client_tokens.mint(
+        router.signer.key, principal, provenance, upstream, lifetime, time.time()
+    )
 
 
 async def test_unauthenticated_requests_get_the_mirrors_challenge():
@@ -136,14 +145,14 @@ async def test_a_reload_revokes_removed_users_and_their_tokens():
     with taddons.context(router, auth):
         auth.verified.add("alice:wonderland", check_credentials(AUTH, "alice", "wonderland"),
                           3600, time.time())  # fmt: skip
-        auth.ledger.add("T", check_credentials(AUTH, "alice", "wonderland"), 3600, time.time())
-        auth.ledger.add("U", check_credentials(AUTH, "x", "s" * 20), 3600, time.time())
-        f = reverse_flow("GET", "/v2/", headers={"Authorization": "Bearer T"})
+        T = issued(router, check_credentials(AUTH, "alice", "wonderland"))
+        U = issued(router, check_credentials(AUTH, "x", "s" * 20))
+        f = reverse_flow("GET", "/v2/", headers={"Authorization": f"Bearer {T}"})
         router.requestheaders(f)
         await auth.requestheaders(f)
         assert f.response is None
         router.config = type(router.config)(auth=AuthConfig(tokens=AUTH.tokens))  # alice gone
-        g = reverse_flow("GET", "/v2/", headers={"Authorization": "Bearer T"})
+        g = reverse_flow("GET", "/v2/", headers={"Authorization": f"Bearer {T}"})
         router.requestheaders(g)
         await auth.requestheaders(g)
         assert g.response.status_code == 401
@@ -154,7 +163,7 @@ async def test_a_reload_revokes_removed_users_and_their_tokens():
         router.requestheaders(t)
         await auth.requestheaders(t)
         assert t.response.status_code == 401
-        u = reverse_flow("GET", "/v2/", headers={"Authorization": "Bearer U"})
+        u = reverse_flow("GET", "/v2/", headers={"Authorization": f"Bearer {U}"})
         router.requestheaders(u)
         await auth.requestheaders(u)
         assert u.response is None  # the static token is still configured
@@ -209,19 +218,30 @@ async def test_authenticated_flow_uses_route_credentials_and_issues_tokens():
         assert "account" not in t.request.query and "offline_token" not in t.request.query
         body = {"token": "T", "access_token": "T", "expires_in": 300, "refresh_token": "R"}
         respond(t, 200, {"Content-Type": "application/json"}, json.dumps(body).encode())
-        auth.response(t)
         tokens.response(t)
-        assert json.loads(t.response.content) == {
-            "token": "T",
-            "access_token": "T",
-            "expires_in": 300,
-        }
+        ClientTokens(auth).response(t)
+        answer = json.loads(t.response.content)
+        assert answer.keys() == {"token", "access_token", "expires_in"}  # no refresh token
+        assert answer["expires_in"] == 300 and answer["token"] == answer["access_token"]
+        mine = answer["token"]
+        assert client_tokens.is_client_token(mine) and mine != "T"
+        claims = client_tokens.open_token(router.signer.key, mine, time.time())
+        assert (claims.user, claims.upstream, claims.provenance) == ("alice", "T", "route")
 
-        f = reverse_flow("GET", "/v2/nginx/manifests/1", headers={"Authorization": "Bearer T"})
+        f = reverse_flow(
+            "GET", "/v2/nginx/manifests/1", headers={"Authorization": f"Bearer {mine}"}
+        )
         router.requestheaders(f)
         await auth.requestheaders(f)
         assert f.response is None
+        # the upstream gets its own token, and the cache the signed provenance
         assert f.request.headers["Authorization"] == "Bearer T"
+        assert tokens.provenances.of("Bearer T", time.time()) == "route"
+        # the upstream's token itself is not a ticket into the mirror
+        g = reverse_flow("GET", "/v2/nginx/manifests/1", headers={"Authorization": "Bearer T"})
+        router.requestheaders(g)
+        await auth.requestheaders(g)
+        assert g.response.status_code == 401
 
 
 async def test_mirror_mints_tokens_for_upstreams_without_token_auth():
@@ -238,7 +258,8 @@ async def test_mirror_mints_tokens_for_upstreams_without_token_auth():
         await auth.requestheaders(t)
         await tokens.requestheaders(t)
         assert t.response.status_code == 200
-        auth.response(t)
+        tokens.response(t)
+        ClientTokens(auth).response(t)
         token = json.loads(t.response.content)["token"]
         f = reverse_flow(
             "GET",

@@ -1,4 +1,5 @@
 from regmirror.auth.provenance import ANONYMOUS, CLIENT, ROUTE, Provenances
+from regmirror.cache.decisions import may_read
 
 
 def test_tokens_the_mirror_handed_out_keep_their_provenance():
@@ -19,3 +20,16 @@ def test_short_lived_tokens_are_kept_a_minute():
     p = Provenances()
     p.add("t", ANONYMOUS, 1, now=0)
     assert p.of("Bearer t", now=59) == ANONYMOUS
+
+
+def test_a_token_another_replica_handed_out_is_the_clients_own():
+    """Each process has its own ledger: a token replica 1 handed out, unknown to replica 2,
+    reads as the client's own there, never as anonymous or the route's: what it fills is
+    linked as the client's own, which the cache serves to no other client unchecked (fail
+    closed, cache/decisions.may_read). Client-auth tokens carry theirs (client_tokens.py)."""
+    one, two = Provenances(), Provenances()
+    one.add("anon", ANONYMOUS, 300, now=0)
+    one.add("bot", ROUTE, 300, now=0)
+    assert two.of("Bearer anon", now=1) == CLIENT and two.of("Bearer bot", now=1) == CLIENT
+    assert two.expiry("Bearer bot", now=1) is None
+    assert not may_read(two.of("Bearer bot", now=1), client_checked=False)

@@ -13,6 +13,7 @@ from mitmproxy.test import taddons
 from prometheus_client import CollectorRegistry, Counter
 from regmirror.addons import mirror_addons
 from regmirror.auth.client_auth import ClientAuth
+from regmirror.auth.provenance import Provenances
 from regmirror.auth.token_proxy import TokenAuth, basic_auth
 from regmirror.cache.addon import Cache
 from regmirror.observe.activity import Activity
@@ -96,7 +97,7 @@ async def test_answered_before_routing():
 async def test_metrics_need_credentials_under_client_auth_unless_the_network_is_open():
     router = Router()
     router.config = type(router.config)(auth=ClientAuthConfig(tokens=frozenset({"s" * 20})))
-    client_auth = ClientAuth(router)
+    client_auth = ClientAuth(router, Provenances())
     status = StatusEndpoints(CollectorRegistry(), client_auth.admits)
     with taddons.context(status, router, client_auth) as tctx:
         f = reverse_flow("GET", METRICS_PATH)
@@ -248,7 +249,7 @@ def metric_value(registry: CollectorRegistry, name: str) -> float | None:
 async def test_the_page_needs_credentials_under_client_auth():
     router = Router()
     router.config = type(router.config)(auth=ClientAuthConfig(tokens=frozenset({"s" * 20})))
-    client_auth = ClientAuth(router)
+    client_auth = ClientAuth(router, Provenances())
     status = StatusEndpoints(CollectorRegistry(), client_auth.admits)
     with taddons.context(status, router, client_auth):
         refused = await get(status, PAGE_PATH)

@@ -6,7 +6,7 @@ before it decided. ORDER names the pairs whose order matters and why; tests/test
 swaps each pair and shows what breaks.
 """
 
-from .auth.client_auth import ClientAuth
+from .auth.client_auth import ClientAuth, ClientTokens
 from .auth.token_proxy import TokenAuth
 from .cache.addon import Cache
 from .cache.data_plane import DataPlane
@@ -35,6 +35,9 @@ ORDER = (
     (ClientAuth, TokenAuth,
      "client auth removes the client's mirror credentials before the token proxy looks for "
      "the client's own upstream credentials; else the route's are never added"),
+    (TokenAuth, ClientTokens,
+     "the token proxy strips refresh tokens and records how the upstream token was obtained "
+     "before client auth wraps it in the mirror's token, which carries that provenance"),
     (Streaming, Cache,
      "the cache sets a blob's stream to its verifying tee; streaming would put it back to "
      "a plain pass-through"),
@@ -52,9 +55,9 @@ ORDER = (
 def mirror_addons() -> list[object]:
     router = Router()
     metrics = Metrics()
-    client_auth = ClientAuth(router)
     connections, side = UpstreamConnections(), SideRequests()
     tokens = TokenAuth(router, connections, side)
+    client_auth = ClientAuth(router, tokens.provenances)
     cache, activity = Cache(tokens, side, metrics.registry), Activity(metrics.registry)
     return guarded(
         [
@@ -66,6 +69,7 @@ def mirror_addons() -> list[object]:
             router,
             client_auth,
             tokens,
+            ClientTokens(client_auth),
             Redirects(router),
             Streaming(),
             cache,

@@ -5,7 +5,9 @@ a token it handed out with its own Bearer challenge. Clients then fetch a token 
 mirror's `/v2/auth` with Basic credentials (`docker login mirror`, `--creds`), which are
 checked against the htpasswd file (bcrypt) or the static token list (any user name, the
 token as password). Only then does the mirror fetch an upstream token, with the route's
-own credentials, and remember it as issued. The client's credentials never go upstream.
+own credentials, and hand it to the client wrapped in a token of its own (client_tokens.py),
+which every replica sharing the secret accepts, and unwraps on each request. The client's
+credentials never go upstream.
 """
 
 import asyncio
@@ -13,9 +15,9 @@ import base64
 import functools
 import hashlib
 import hmac
+import json
 import time
 import weakref
-from typing import NamedTuple
 
 import bcrypt
 from mitmproxy import http
@@ -27,11 +29,13 @@ from ..routing import names
 from ..routing.config import ClientAuth as AuthConfig
 from ..routing.router import Router
 from ..routing.table import realm_url
+from . import client_tokens
+from .client_tokens import MAX_TTL, MIN_TTL, Claims, Principal
 from .ledger import Ledger
+from .provenance import Provenances
 from .token_answers import parse_token_answer
 
 BY = "client auth"
-MIN_TTL, MAX_TTL = 60, 3600  # seconds an issued token stays valid here, at least and at most
 # Token-request parameters about the client's mirror account (docker login sends them).
 MIRROR_ONLY_PARAMS = ("account",)
 
@@ -51,15 +55,6 @@ def parse_basic(header: str) -> tuple[str, str] | None:
 def bearer_token(header: str) -> str:
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" else ""
-
-
-class Principal(NamedTuple):
-    """What proved a client's identity, so that a reload can tell which secrets it revoked:
-    a static token (by its sha256) or an htpasswd entry (user and bcrypt hash)."""
-
-    kind: str  # "token" or "htpasswd"
-    user: str
-    proof: str
 
 
 @functools.lru_cache(maxsize=8)
@@ -98,11 +93,24 @@ def _fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def holder(key: bytes, token: str, auth: AuthConfig, now: float) -> Claims | None:
+    """The claims of a client token that `key` signed, unexpired, for a credential that the
+    configuration still accepts (the same htpasswd hash, or a static token still listed)."""
+    claims = client_tokens.open_token(key, token, now)
+    if claims is None:
+        return None
+    if claims.kind == "htpasswd":
+        hashed = auth.htpasswd.get(claims.user)
+        principals = [Principal("htpasswd", claims.user, hashed.decode())] if hashed else []
+    else:
+        principals = [Principal("token", claims.user, _fingerprint(t)) for t in auth.tokens]
+    return claims if any(client_tokens.issued_to(key, claims, p) for p in principals) else None
+
+
 class ClientAuth:
-    def __init__(self, router: Router) -> None:
-        self.router = router
-        self.auth = AuthConfig()  # the configuration the two ledgers were filled under
-        self.ledger = Ledger[Principal](MIN_TTL, MAX_TTL)  # tokens handed to clients
+    def __init__(self, router: Router, provenances: Provenances) -> None:
+        self.router, self.provenances = router, provenances
+        self.auth = AuthConfig()  # the configuration the ledger was filled under
         self.verified = Ledger[Principal](MIN_TTL, MAX_TTL)  # "user:password" bcrypt accepted
         self.principals: weakref.WeakKeyDictionary[http.HTTPFlow, Principal] = (
             weakref.WeakKeyDictionary()
@@ -116,24 +124,16 @@ class ClientAuth:
         if auth is not self.auth:
             self._reloaded(auth)
         if r["op"] == names.TOKEN:
-            await self._token_request(flow, auth)
-        elif not self.ledger.get(
-            bearer_token(flow.request.headers.get("Authorization", "")), time.time()
-        ):
-            self._challenge(flow, r)
-
-    def response(self, flow: http.HTTPFlow) -> None:
-        resp = flow.response
-        principal = self.principals.get(flow)
-        if not resp or principal is None:
-            return
-        if resp.status_code != 200:
-            return
-        answer = parse_token_answer(resp.content or b"")
-        if answer is None:
-            return
-        for token in answer.tokens:
-            self.ledger.add(token, principal, answer.lifetime, time.time())
+            return await self._token_request(flow, auth)
+        token = bearer_token(flow.request.headers.get("Authorization", ""))
+        now = time.time()
+        claims = holder(self.router.signer.key, token, auth, now)
+        if claims is None:
+            return self._challenge(flow, r)
+        flow.request.headers["Authorization"] = f"Bearer {claims.upstream}"
+        # How the upstream token was obtained, as signed, for the cache: a replica that did
+        # not issue the token knows it too.
+        self.provenances.add(claims.upstream, claims.provenance, claims.expires - now, now)
 
     async def admits(self, req: http.Request) -> bool:
         """Whether a request to one of the mirror's own endpoints (metrics) may be answered:
@@ -148,16 +148,16 @@ class ClientAuth:
         if token := bearer_token(header):
             secret = token.encode("utf-8", "surrogateescape")
             static = any(hmac.compare_digest(secret, t.encode()) for t in auth.tokens)
-            return static or self.ledger.get(token, time.time()) is not None
+            return static or holder(self.router.signer.key, token, auth, time.time()) is not None
         creds = parse_basic(header)
         return creds is not None and await self._check(auth, *creds) is not None
 
     def _reloaded(self, auth: AuthConfig) -> None:
-        """Revoke what the new configuration no longer accepts: removed users and tokens,
-        changed passwords."""
+        """Forget checked credentials the new configuration no longer accepts: removed users
+        and tokens, changed passwords. Issued tokens need no list: each is checked against
+        the configuration on every request (holder)."""
         self.auth = auth
-        for ledger in (self.ledger, self.verified):
-            ledger.revoke(lambda p: still_valid(p, auth))
+        self.verified.revoke(lambda p: still_valid(p, auth))
 
     async def _token_request(self, flow: http.HTTPFlow, auth: AuthConfig) -> None:
         req = flow.request
@@ -194,3 +194,30 @@ class ClientAuth:
             challenge += f',scope="repository:{r["name"]}:pull"'
         refuse(flow, BY, 401, errors.UNAUTHORIZED, "authentication required",
                headers={"WWW-Authenticate": challenge})  # fmt: skip
+
+
+class ClientTokens:
+    """Wraps the upstream's token answer to an authenticated client in the mirror's own
+    tokens (client_tokens.py). Runs after the token proxy, which strips refresh tokens and
+    records how the upstream token was obtained (provenance.py), which the token carries."""
+
+    def __init__(self, client_auth: ClientAuth) -> None:
+        self.client_auth = client_auth
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        resp = flow.response
+        principal = self.client_auth.principals.get(flow)
+        if not resp or principal is None or resp.status_code != 200:
+            return
+        answer = parse_token_answer(resp.content or b"")
+        if answer is None:
+            return
+        key, now = self.client_auth.router.signer.key, time.time()
+        body = dict(answer.body)
+        for field in ("token", "access_token"):
+            if isinstance(upstream := body.get(field), str) and upstream:
+                provenance = self.client_auth.provenances.of(f"Bearer {upstream}", now)
+                body[field] = client_tokens.mint(
+                    key, principal, provenance, upstream, answer.lifetime, now
+                )
+        resp.content = json.dumps(body).encode()

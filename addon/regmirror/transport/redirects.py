@@ -112,7 +112,8 @@ class Redirects:
             str,
             "",
             """
-            Secret that signs redirect URLs (at least 16 characters). Set the same value on
+            Secret that signs redirect URLs, data-plane blob URLs, offline tokens and the
+            tokens of client authentication (at least 16 characters). Set the same value on
             every instance behind one load balancer. Empty: a random secret per process.
             """,
         )
