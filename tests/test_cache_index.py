@@ -4,12 +4,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from regmirror.cache.errors import CacheError
 from regmirror.cache.index import SCHEMA_VERSION, Entry, Index, Link, Reconciled, Tag
-from regmirror.cache.store import Store
+from regmirror.cache.store import GRACE, Store
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64
@@ -144,6 +145,8 @@ async def test_reconcile_makes_rows_and_files_agree(tmp_path, index):
         fill = store.fill(digests[name], len(body))
         fill.write(body)
         await fill.commit()
+        old = time.time() - GRACE - 1  # not a commit of another process in progress
+        os.utime(store.path(digests[name]), (old, old))
     for name in ("kept", "resized"):
         index.add(digests[name], len(bodies[name]) + (name == "resized"), LAYER, "blob", 1.0)
     index.add(A, 1, LAYER, "blob", 1.0)  # a row without a file

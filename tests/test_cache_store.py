@@ -2,12 +2,13 @@ import asyncio
 import errno
 import hashlib
 import os
+import time
 from contextlib import aclosing
 
 import pytest
 from regmirror.cache import fill as fill_module
 from regmirror.cache.errors import Aborted, CacheError, DigestMismatch, DiskError
-from regmirror.cache.store import Store, cacheable
+from regmirror.cache.store import GRACE, Store, cacheable
 
 BODY = os.urandom(100_000)
 DIGEST = "sha256:" + hashlib.sha256(BODY).hexdigest()
@@ -107,6 +108,9 @@ async def test_recover_removes_what_dead_processes_left_but_not_live_fills(store
     (store.tmp / "leftover-dir").mkdir()
     (store.tmp / "leftover-dir" / "x").write_text("")
     (store.blobs / ".probe-xyz").write_text("")
+    (store.blobs / ".probe-new").write_text("")  # another process starting right now
+    old = time.time() - GRACE - 1
+    os.utime(store.blobs / ".probe-xyz", (old, old))
     removed = store.recover()
     assert sorted(p.name for p in removed) == [
         ".probe-xyz",

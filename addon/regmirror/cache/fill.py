@@ -32,16 +32,16 @@ def durable(fd: int, tmp: Path, final: Path) -> bool:
     open keep reading the old one. Returns whether the file is new at `final`."""
     created = False
     try:
-        try:
+        try:  # renamed while still open, so locked: another process's recover() skips it
             os.fsync(fd)
+            existed = final.exists()
+            if not existed and not final.parent.is_dir():
+                final.parent.mkdir(exist_ok=True)
+                fsync_dir(final.parent.parent)
+            os.replace(tmp, final)
+            created = not existed
         finally:
             os.close(fd)
-        existed = final.exists()
-        if not existed and not final.parent.is_dir():
-            final.parent.mkdir(exist_ok=True)
-            fsync_dir(final.parent.parent)
-        os.replace(tmp, final)
-        created = not existed
         fsync_dir(final.parent)
     except Exception as e:
         with suppress(OSError):

@@ -17,6 +17,7 @@ before its row is added, and its row is removed before the file.
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -266,10 +267,11 @@ class Index:
     def reconcile(self, store: Store) -> Reconciled:
         """After a crash, make rows and files agree: a file without a row (or of another
         size) is removed, a row without a file is dropped. Run it at start-up, before
-        serving: a commit in between its file and its row would lose its file."""
+        serving. A file younger than store.GRACE is left alone: another process sharing
+        the directory may be committing it, its row not yet written."""
         files = dict(store.scan())
         rows = dict(self._db().execute("SELECT digest, size FROM content").fetchall())
-        busy = store.in_use()
+        busy = store.in_use() | store.recent(files, time.time())
         stray = [d for d, size in files.items() if rows.get(d) != size and d not in busy]
         missing = [d for d, size in rows.items() if files.get(d) != size and d not in busy]
         self.remove(missing)

@@ -13,8 +13,9 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
@@ -25,6 +26,10 @@ from .fill import Fill, durable
 HEX_LENGTHS = {"sha256": 64, "sha512": 128}
 DIGEST = re.compile(r"(sha256):([0-9a-f]{64})|(sha512):([0-9a-f]{128})")
 FOLLOW_CHUNK = 512 << 10
+# Seconds within which another process sharing the directory may still be between two
+# steps of a commit (its file renamed, its row not yet written: that waits up to the
+# index's 5 s busy timeout): files this young are never taken for leftovers.
+GRACE = 60.0
 
 
 def cacheable(digest: str) -> bool:
@@ -55,13 +60,14 @@ class Store:
                 (store.blobs / algorithm).mkdir(parents=True, exist_ok=True)
             store.tmp.mkdir(exist_ok=True)
             fd, probe = tempfile.mkstemp(dir=store.tmp, prefix=".probe-")
-            try:
+            try:  # locked, as a fill's file: another process's recover() leaves it alone
+                fcntl.flock(fd, fcntl.LOCK_EX)
                 os.write(fd, b"probe")
+                moved = store.blobs / os.path.basename(probe)
+                os.replace(probe, moved)
+                moved.unlink()
             finally:
                 os.close(fd)
-            moved = store.blobs / os.path.basename(probe)
-            os.replace(probe, moved)
-            moved.unlink()
         except OSError as e:
             raise CacheError(
                 f"cache directory {store.root} cannot be created or written: "
@@ -73,7 +79,9 @@ class Store:
         """Remove what killed processes left in tmp/ and return it. A temporary file whose
         writer is alive holds an flock (released by the kernel when the process dies, even by
         SIGKILL), so it is left alone: recovery is safe while another process fills."""
-        removed = list(self.blobs.glob(".probe-*"))  # open() killed between two lines
+        # open() killed between two lines; one of another process that is starting now
+        # lives a few milliseconds
+        removed = [p for p in self.blobs.glob(".probe-*") if _older(p, time.time() - GRACE)]
         for path in removed:
             path.unlink(missing_ok=True)
         for entry in os.scandir(self.tmp):
@@ -139,6 +147,10 @@ class Store:
                         and entry.is_file(follow_symlinks=False)
                     ):
                         yield digest, entry.stat(follow_symlinks=False).st_size
+
+    def recent(self, digests: Iterable[str], now: float) -> set[str]:
+        """Those of `digests` whose file was written less than GRACE seconds ago."""
+        return {d for d in digests if not _older(self.path(d), now - GRACE)}
 
     def fill(self, digest: str, expected_size: int | None = None) -> Fill | None:
         """Start filling `digest`; None if it is not cacheable. One fill per digest at a
@@ -243,6 +255,14 @@ class Store:
                 raise DiskError(e.strerror or str(e)) from e
             finally:
                 os.close(fd)
+
+
+def _older(path: Path, than: float) -> bool:
+    """The file was last written before `than` (False if it is gone)."""
+    try:
+        return path.stat().st_mtime < than
+    except FileNotFoundError:
+        return False
 
 
 def _again(failure: FillFailed) -> FillFailed:
