@@ -6,8 +6,9 @@ Real parts: a fresh distribution with token auth per test as "docker.io", haprox
 file adds a frontend per replica, to pin a request to one of them), the mirrors as
 `mitmdump -s`, skopeo, dockerd and httpx as clients.
 
-Where the cache lives comes from one fixture, `shared_cache`: today a directory both
-replicas open (SQLite WAL and flock make that supported); an S3 backend can parametrise it.
+Where the cache lives comes from one fixture, `shared_cache`: a directory both replicas
+open (SQLite WAL and flock make that supported), then a bucket of the S3 stand-in
+(moto's server, tests/support/s3server.py). The data plane serves only a directory.
 """
 
 import base64
@@ -24,6 +25,7 @@ import bcrypt
 import httpx
 import pytest
 
+from tests.support.cache_backends import CacheBackend
 from tests.support.clients import Skopeo
 from tests.support.haproxy import Haproxy, served_by
 from tests.support.images import BuiltImage, build_image, push, random_bytes, sha256_digest
@@ -58,9 +60,9 @@ class Replicas:
 
 
 @pytest.fixture
-def shared_cache(tmp_path: Path) -> str:
-    """The `regmirror_cache` of every replica: one directory."""
-    return str(tmp_path / "shared-cache")
+def shared_cache(cache_backend: CacheBackend) -> CacheBackend:
+    """The cache of every replica: one directory, then (the same test again) one bucket."""
+    return cache_backend
 
 
 @pytest.fixture
@@ -76,7 +78,7 @@ def start_replicas(mirror_factory, shared_cache, tmp_path):
         started.append(haproxy)
         options = {
             "regmirror_config": str(cfg),
-            "regmirror_cache": shared_cache,
+            **shared_cache.options(),
             "regmirror_redirect_secret": SECRET,
         }
         blobs = [f"127.0.0.1:{free_port()}" for _ in range(2)] if data_plane else []
@@ -135,7 +137,7 @@ def test_what_one_replica_cached_the_other_serves_with_the_upstream_down(
     out = tmp_path / "pull1"
     Skopeo(tmp_path / "skopeo").copy(f"{replicas.pinned(0)}/library/testimg:1", f"dir:{out}")
     check_dir_copy(out, testimg)
-    assert_stored(Path(shared_cache), testimg.single.digests)
+    assert_stored(shared_cache, testimg.single.digests)
     up.registry.stop()
 
     second = replicas.mirrors[1]
@@ -218,7 +220,7 @@ def test_a_replica_killed_during_a_pull_loses_nothing_and_the_next_pull_succeeds
         while chunk := sock.recv(1 << 20):
             received += len(chunk)
     assert received < layer.size, "the whole blob came before the kill: nothing was tested"
-    assert not (Path(shared_cache) / "blobs/sha256" / layer.digest[7:9] / layer.digest[7:]).exists()
+    assert shared_cache.stored(layer.digest) is None
 
     survivor = replicas.mirrors[1 - replicas.mirrors.index(victim)]
     h.wait_up(1)
@@ -226,7 +228,7 @@ def test_a_replica_killed_during_a_pull_loses_nothing_and_the_next_pull_succeeds
     out = tmp_path / "after"
     Skopeo(tmp_path / "skopeo").copy(f"{h.host}/library/huge:1", f"dir:{out}")
     check_dir_copy(out, huge)
-    assert_stored(Path(shared_cache), huge.single.digests)
+    assert_stored(shared_cache, huge.single.digests)
     assert_logged(survivor, since, [layer.digest], "200")
 
 
@@ -280,6 +282,7 @@ def test_a_client_auth_token_from_one_replica_is_accepted_by_the_other_until_rev
     assert get(one, path, fresh, Accept=testimg.media_type).status_code == 200
 
 
+@pytest.mark.parametrize("cache_backend", ["disk"], indirect=True)  # the data plane's
 def test_a_signed_blob_url_from_one_replica_is_served_by_the_other(
     start_replicas, upstream_factory, images, tmp_path
 ):

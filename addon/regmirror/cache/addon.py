@@ -135,6 +135,11 @@ class Cache:
                 raise exceptions.OptionsError(f"regmirror_cache_max_size: {e}") from e
 
     @property
+    def configured(self) -> bool:
+        """A cache is configured (it may not be usable just now: `problem`)."""
+        return self.store is not None or self._s3 is not None
+
+    @property
     def on_disk(self) -> bool:
         """The cache is a directory (not a bucket)."""
         return self.index is not None

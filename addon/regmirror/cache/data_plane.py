@@ -166,6 +166,8 @@ class DataPlane:
         r = route(flow)
         if flow.response or flow.error or not self.server or not link or not r:
             return
+        if not self.cache.on_disk:  # sendfile needs a file: an S3 cache's hits stay here
+            return
         if r.get("op") != names.BLOB or flow.request.method != "GET" or link.size < self.min_size:
             return
         blob = Blob(link.digest, r["registry"], r["name"], r["upstream"], link.media_type,

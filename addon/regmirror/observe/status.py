@@ -31,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 
 from .. import answers
 from ..cache.addon import Cache
+from ..cache.s3.content import S3Content
 from . import page
 from .activity import Activity
 from .describe import printable
@@ -219,11 +220,17 @@ class StatusEndpoints:
         return Check("config", True, "loaded")
 
     async def _cache_check(self) -> Check:
-        store = self.cache.store if self.cache else None
-        if self.cache is None or store is None:
+        cache = self.cache
+        if cache is None or not cache.configured:
             return Check("cache", True, "off")
-        if self.cache.files is None:
+        if cache.files is None or cache.store is None:
+            if cache.problem:  # an S3 cache whose bucket did not answer: detail in the log
+                return Check("cache", False, "the cache bucket cannot be used (see the log)")
             return Check("cache", False, "the cache's file server is not running")
+        if isinstance(cache.content, S3Content):
+            problem = await cache.content.usable()
+            return Check("cache", not problem, problem or "the bucket answers")
+        store = cache.store
         index = Path(store.root) / "index.db"
         try:
             return await self._probe.run(lambda: probe_cache(store.tmp, index), READY_WAIT)
@@ -236,7 +243,9 @@ class StatusEndpoints:
         query, sort, refresh = page_params(req.query)
         store = self.cache.store if self.cache else None
         contents, problem = None, ""
-        if store is not None:
+        if store is not None and self.cache and not self.cache.on_disk:
+            problem = "the images of an S3 cache are not listed on this page yet"
+        elif store is not None:
             if self._refs is None or self._refs.store is not store:
                 self._refs = References(store)
             refs, index = self._refs, Path(store.root) / "index.db"

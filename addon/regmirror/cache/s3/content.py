@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from botocore.exceptions import ClientError
 
 from ..content import CORRUPTED, MISSING, OK
 from ..fill import Fill
@@ -53,6 +54,15 @@ class S3Content:
                                              Key=self.location.blob(digest))  # fmt: skip
         except S3_ERRORS as e:
             logger.warning("regmirror: S3: %s could not be removed: %s", digest, e)
+
+    async def usable(self) -> str:
+        """"" when the bucket answers; else why not, naming neither bucket nor endpoint."""
+        try:
+            await self.client.head_bucket(Bucket=self.location.bucket)
+        except S3_ERRORS as e:
+            code = e.response.get("Error", {}).get("Code") if isinstance(e, ClientError) else ""
+            return f"the cache bucket does not answer ({code or type(e).__name__})"
+        return ""
 
     def committed(self, fill: Fill) -> None:
         """Nothing to remember: every hit is verified as it is served."""
