@@ -77,7 +77,7 @@ async def asked(router, cache, data_plane, method: str, path: str, **headers):
     f = reverse_flow(method, path, headers=headers or None)
     router.requestheaders(f)
     await cache.requestheaders(f)
-    data_plane.requestheaders(f)
+    await data_plane.requestheaders(f)
     return f
 
 

@@ -3,7 +3,8 @@ PyPI's moto[server]). It STANDS IN FOR REAL S3 (AWS, MinIO, Ceph RGW): MinIO can
 installed from the package registries this project can reach. moto keeps objects in
 memory and implements the calls regmirror makes (multipart uploads and their abort,
 conditional writes with If-None-Match and If-Match, presigned GETs, listings); it does not
-show S3's latency, throughput or consistency under load.
+show S3's latency, throughput or consistency under load, and it does not check the
+signature of a presigned URL.
 
 Its credentials are any: tests pass these in the environment of the mirrors they start,
 as users pass theirs (the standard AWS chain)."""

@@ -7,6 +7,8 @@ through mitmproxy, which copies every byte in Python.
   repositories and provenance), of at least regmirror_blob_redirect_min bytes, gets a 307 to
   a signed data-plane URL (blob_urls.py). Smaller blobs, HEADs, manifests and blobs still
   being filled (single flight) are served through mitmproxy as before.
+- With an s3:// cache there is no file to send: its hits stay on the API port, or with
+  regmirror_s3_redirect get a 307 to a presigned GET of their object.
 - regmirror_blob_listen is bound in `configure`, so a port that cannot be had stops the
   start (or rolls back the option) with a message that names it; served from `running`.
 """
@@ -31,11 +33,14 @@ from .addon import Cache
 from .blob_server import BlobServer
 from .blob_tls import Certificates
 from .blob_urls import Blob
+from .s3.content import S3Content
 
 logger = logging.getLogger(__name__)
 
 BACKLOG = 512
 BY = "data plane"
+BY_S3 = "S3 redirect"
+PRESIGNED_SECONDS = 300  # as distribution's redirect middleware: long enough for a slow pull
 T = TypeVar("T")
 
 
@@ -68,9 +73,9 @@ def load_options(loader) -> None:
         str,
         "1m",
         """
-        Smallest cached blob sent to the data plane: bytes, or a number with a k, m, g or
-        t suffix (powers of 1024). Smaller ones cost more in the extra round trip than
-        they save.
+        Smallest cached blob sent to the data plane (or, with regmirror_s3_redirect, to
+        its S3 object): bytes, or a number with a k, m, g or t suffix (powers of 1024).
+        Smaller ones cost more in the extra round trip than they save.
         """,
     )
 
@@ -161,14 +166,21 @@ class DataPlane:
             return None
         return self.certificates.context(name)
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        link = self.cache.hits.get(flow)  # the cache serves this from a committed file
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        link = self.cache.hits.get(flow)  # the cache serves this from committed content
         r = route(flow)
-        if flow.response or flow.error or not self.server or not link or not r:
-            return
-        if not self.cache.on_disk:  # sendfile needs a file: an S3 cache's hits stay here
+        if flow.response or flow.error or not link or not r:
             return
         if r.get("op") != names.BLOB or flow.request.method != "GET" or link.size < self.min_size:
+            return
+        content = self.cache.content
+        if isinstance(content, S3Content):  # sendfile needs a file: a bucket's hit stays here
+            if ctx.options.regmirror_s3_redirect:  # or goes to the storage itself
+                location = await content.presign(link.digest, PRESIGNED_SECONDS)
+                headers = {"Location": location, "Docker-Distribution-Api-Version": "registry/2.0"}
+                answer(flow, http.Response.make(307, b"", headers), BY_S3)
+            return
+        if not self.server:
             return
         blob = Blob(link.digest, r["registry"], r["name"], r["upstream"], link.media_type,
                     link.size)  # fmt: skip

@@ -26,6 +26,18 @@ def load_options(loader) -> None:
         """,
     )
     loader.add_option(
+        "regmirror_s3_redirect",
+        bool,
+        False,
+        """
+        With an s3:// cache, answer a hit of a blob of regmirror_blob_redirect_min or more
+        with a 307 to a presigned GET of its object (valid 5 minutes), so that its bytes
+        go from the storage to the client: for clients that can reach the storage. The
+        mirror verified the object when it uploaded it; what the storage sends then, it
+        no longer sees. Off: hits stream through the mirror, verified on the way.
+        """,
+    )
+    loader.add_option(
         "regmirror_cache_max_size",
         str,
         "",

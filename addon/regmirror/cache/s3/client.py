@@ -32,6 +32,7 @@ async def open_client(stack: contextlib.AsyncExitStack, endpoint: str) -> Any:
         retries={"max_attempts": 3, "mode": "standard"},
         s3={"addressing_style": "path" if endpoint else "auto"},
         max_pool_connections=64,
+        signature_version="s3v4",  # presigned URLs too (botocore presigns S3 with v2 else)
     )
     region = session.get_config_variable("region") or "us-east-1"
     return await stack.enter_async_context(
