@@ -114,8 +114,8 @@ def test_two_replicas_evict_one_bucket_down_to_its_limit_least_recently_used_fir
     """Three 1 MiB blobs and one of 2 MiB under a 3.5 MiB limit: replica 1 fills the three;
     replica 2 (started after, so its first listing sees them) reads the first of them
     again, then fills the fourth. The cache goes down to 90 % of the limit: the two read
-    least recently go, and the first, older by upload but read since, stays. (S3 keeps upload times in seconds:
-    the steps are a second apart.)"""
+    least recently go, and the first, older by upload but read since, stays. (S3 keeps
+    upload times in seconds: the steps are a second apart.)"""
     up = upstream_factory(repos=[])
     access = [{"type": "repository", "name": "library/many", "actions": ["pull", "push"]}]
     with Pusher(up.registry.url, up.token_server.issue_token("pusher", access=access)) as p:
