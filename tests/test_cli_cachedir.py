@@ -77,6 +77,11 @@ def test_opened_never_creates_a_cache(tmp_path):
     ):
         pass
     assert list((tmp_path / "empty").iterdir()) == []
+    with (
+        pytest.raises(CliError, match="an s3:// cache is not supported yet"),
+        cachedir.opened("s3://bucket/prefix"),
+    ):
+        pass
     Store.open(tmp_path / "bad")
     (tmp_path / "bad" / "index.db").write_bytes(b"not a database" * 100)
     with (

@@ -31,6 +31,9 @@ class CliError(Exception):
 def opened(directory: str) -> Iterator[tuple[Store, Index]]:
     """The store and index of an existing cache: nothing is created here, so a mistyped
     --cache never makes an empty cache."""
+    if directory.startswith("s3://"):
+        raise CliError(f"{directory}: the cache command line reads cache directories only; "
+                       "an s3:// cache is not supported yet")  # fmt: skip
     root = Path(directory).expanduser()
     if not root.is_dir():
         raise CliError(f"no cache directory {root} (the mirror's regmirror_cache; see --cache)")
