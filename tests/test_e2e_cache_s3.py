@@ -177,3 +177,48 @@ def test_a_bucket_that_does_not_answer_at_start_leaves_the_mirror_serving_from_u
         Skopeo(tmp_path / "s2").copy(f"{mirror.host}/library/testimg:1", f"dir:{tmp_path / 'b'}")
         check_dir_copy(tmp_path / "b", testimg)
         eventually(lambda: later.keys("late-bucket", "c/blobs/"), lambda: "nothing stored")
+
+
+def test_two_replicas_filling_one_digest_at_once_leave_one_correct_object(
+    mirror_factory, upstream_factory, tmp_path, bucket
+):
+    """Single flight is per process: two replicas asked for one cold blob at the same moment
+    both fetch it and both upload it. Both clients get the right bytes, and the bucket ends
+    with one object holding them, and no upload left open."""
+    import asyncio
+
+    up = upstream_factory(repos=[])
+    access = [{"type": "repository", "name": "library/twice", "actions": ["pull", "push"]}]
+    with Pusher(up.registry.url, up.token_server.issue_token("pusher", access=access)) as p:
+        blob = p.blob("library/twice", 24 << 20, 31)  # three parts of a multipart upload
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    replicas = [cache_mirror(mirror_factory, tmp_path / name, up.url, bucket)
+                for name in ("one", "two")]  # fmt: skip
+    path = f"/v2/library/twice/blobs/{blob.digest}"
+    log = UpstreamLog(up.registry)
+    start = log.mark()
+
+    async def pull(mirror) -> str:
+        async with httpx.AsyncClient(base_url=mirror.url, timeout=60) as c:
+            token = (await c.get("/v2/auth", params={
+                "service": "test-registry", "scope": "repository:library/twice:pull"})).json()
+            h = hashlib.sha256()
+            headers = {"Authorization": f"Bearer {token['token']}"}
+            async with c.stream("GET", path, headers=headers) as r:
+                assert r.status_code == 200
+                async for chunk in r.aiter_bytes():
+                    h.update(chunk)
+            return "sha256:" + h.hexdigest()
+
+    async def both() -> list[str]:
+        return await asyncio.gather(*(pull(m) for m in replicas))
+
+    assert asyncio.run(both()) == [blob.digest] * 2
+    gets = [e for e in by_digest(log.between(start, log.mark())) if e.method == "GET"]
+    assert len(gets) == 2, gets  # one per replica
+    for mirror in replicas:
+        assert_logged(mirror, 0, [blob.digest], "cache miss")
+    assert_stored(bucket, [blob.digest])
+    eventually(lambda: bucket.leftovers() == [], lambda: f"left: {bucket.leftovers()}")
+    assert bucket.server.keys(bucket.bucket, bucket.key(blob.digest)) == [bucket.key(blob.digest)]
