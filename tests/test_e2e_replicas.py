@@ -153,11 +153,12 @@ def test_what_one_replica_cached_the_other_serves_with_the_upstream_down(
 def test_what_a_client_pulls_through_haproxy_is_public_to_every_replica_offline(
     start_replicas, upstream_factory, images, tmp_path
 ):
-    """An anonymous pull through haproxy keeps its content public: the doc's `balance source`
-    keeps the client on the replica that fetched its token, so no replica takes that token
-    for the client's own credentials (which would keep what it fills private, and not
-    served offline). Then, with the upstream and its token service down, each replica
-    serves the whole image from the shared cache."""
+    """An anonymous pull through haproxy keeps its content public: haproxy spreads the
+    client's requests over both replicas (`balance roundrobin`, the doc's), and the token
+    one replica hands out carries how it was obtained to the other, which would else take
+    it for the client's own credentials (and keep what it fills private, never served
+    offline). Then, with the upstream and its token service down, each replica serves the
+    whole image from the shared cache."""
     up = upstream_factory(repos=["library/multi"])
     replicas = start_replicas(up.url)
     multi = images["library/multi"]

@@ -15,7 +15,6 @@ import base64
 import functools
 import hashlib
 import hmac
-import json
 import time
 import weakref
 
@@ -33,7 +32,7 @@ from . import client_tokens
 from .client_tokens import MAX_TTL, MIN_TTL, Claims, Principal
 from .ledger import Ledger
 from .provenance import Provenances
-from .token_answers import parse_token_answer
+from .token_answers import rewrite_tokens
 
 BY = "client auth"
 # Token-request parameters about the client's mirror account (docker login sends them).
@@ -207,17 +206,12 @@ class ClientTokens:
     def response(self, flow: http.HTTPFlow) -> None:
         resp = flow.response
         principal = self.client_auth.principals.get(flow)
-        if not resp or principal is None or resp.status_code != 200:
-            return
-        answer = parse_token_answer(resp.content or b"")
-        if answer is None:
+        if not resp or principal is None:
             return
         key, now = self.client_auth.router.signer.key, time.time()
-        body = dict(answer.body)
-        for field in ("token", "access_token"):
-            if isinstance(upstream := body.get(field), str) and upstream:
-                provenance = self.client_auth.provenances.of(f"Bearer {upstream}", now)
-                body[field] = client_tokens.mint(
-                    key, principal, provenance, upstream, answer.lifetime, now
-                )
-        resp.content = json.dumps(body).encode()
+
+        def wrap(upstream: str, lifetime: float) -> str:
+            provenance = self.client_auth.provenances.of(f"Bearer {upstream}", now)
+            return client_tokens.mint(key, principal, provenance, upstream, lifetime, now)
+
+        rewrite_tokens(resp, wrap)

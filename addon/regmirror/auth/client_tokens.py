@@ -13,12 +13,10 @@ fingerprint is a MAC, so the bcrypt hash never reaches the client. Pure, given t
 `regmirror-client.<base64url JSON>.<MAC>`: the prefix is neither an offline token's
 (offline_tokens.py) nor anything an upstream token starts with that is passed on."""
 
-import base64
 import hmac
-import json
 from typing import NamedTuple
 
-from ..transport.signing import mac
+from ..transport.signing import mac, seal, unseal
 
 PREFIX = "regmirror-client."
 MIN_TTL, MAX_TTL = 60, 3600  # seconds a token stays valid here, at least and at most
@@ -56,8 +54,7 @@ def mint(
     expires = int(now + min(max(lifetime, MIN_TTL), MAX_TTL))
     fields = [principal.kind, principal.user, _binding(key, principal).decode(), provenance,
               upstream, expires]  # fmt: skip
-    payload = base64.urlsafe_b64encode(json.dumps(fields).encode()).rstrip(b"=").decode()
-    return f"{PREFIX}{payload}.{mac(key, (_KIND, payload)).decode()}"
+    return PREFIX + seal(key, _KIND, fields)
 
 
 def is_client_token(token: str) -> bool:
@@ -68,17 +65,10 @@ def is_client_token(token: str) -> bool:
 def open_token(key: bytes, token: str, now: float) -> Claims | None:
     """The claims of a token signed by `key` and not expired; None for anything else, however
     malformed (undecodable bytes arrive as surrogates)."""
-    if not is_client_token(token):
+    fields = unseal(key, _KIND, token.removeprefix(PREFIX)) if is_client_token(token) else None
+    if fields is None or len(fields) != len(Claims._fields):
         return None
-    payload, _, signature = token.removeprefix(PREFIX).partition(".")
-    if not (payload.isascii() and signature.isascii()):
-        return None
-    if not hmac.compare_digest(signature.encode(), mac(key, (_KIND, payload))):
-        return None
-    try:
-        claims = Claims(*json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
-    except (ValueError, TypeError):  # not written by this version of the mirror
-        return None
+    claims = Claims(*fields)  # type: ignore[arg-type]
     if not all(isinstance(f, str) for f in claims[:5]) or type(claims.expires) is not int:
         return None
     # The upstream token goes into a header: printable ASCII only (an upstream wrote it).

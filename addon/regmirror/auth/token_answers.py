@@ -4,6 +4,7 @@ token service sent, and the JSON answers the mirror writes itself. Pure."""
 import datetime
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from mitmproxy import http
@@ -57,3 +58,16 @@ def strip_refresh_token(resp: http.Response) -> None:
     if answer is not None and "refresh_token" in answer.body:
         body = {k: v for k, v in answer.body.items() if k != "refresh_token"}
         resp.content = json.dumps(body).encode()
+
+
+def rewrite_tokens(resp: http.Response, wrap: Callable[[str, float], str]) -> None:
+    """Replace each token of a token answer by `wrap(token, lifetime)`; anything else as it
+    was. Not a token answer: nothing changes."""
+    answer = parse_token_answer(resp.content or b"") if resp.status_code == 200 else None
+    if answer is None:
+        return
+    body = dict(answer.body)
+    for field in ("token", "access_token"):
+        if isinstance(token := body.get(field), str) and token:
+            body[field] = wrap(token, answer.lifetime)
+    resp.content = json.dumps(body).encode()

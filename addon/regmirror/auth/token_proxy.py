@@ -28,13 +28,13 @@ from ..routing.table import realm_url, strip_prefix
 from ..transport.outbound import RealmPins
 from ..transport.side_requests import SideRequests
 from ..transport.upstream import UpstreamConnections
-from . import offline_tokens
+from . import carried_tokens, offline_tokens
 from .challenge import Challenge
 from .challenges import CHALLENGE_TTL, NO_TOKEN_AUTH, mirror_challenge, offline_ping, ping_answer
 from .client_auth import bearer_token
 from .provenance import ANONYMOUS, CLIENT, ROUTE, Provenances
 from .realm_probe import ProbeFailed, RealmProbe
-from .token_answers import mirror_token, parse_token_answer, strip_refresh_token
+from .token_answers import mirror_token, parse_token_answer, rewrite_tokens, strip_refresh_token
 from .token_cache import TokenCache
 from .token_request import (
     InvalidTokenRequest,
@@ -84,6 +84,7 @@ class TokenAuth:
         if flow.response or flow.error or not r:
             return
         self._take_offline_token(flow)
+        self._take_carried_token(flow)
         if r["op"] == names.PING:
             return await self._answer_ping(flow, r)
         if r["op"] != names.TOKEN:
@@ -147,6 +148,22 @@ class TokenAuth:
         del flow.request.headers["Authorization"]
         if offline_tokens.valid(self.router.signer.key, token, time.time()):
             outcome(flow)["offline"] = "the client holds an offline token"
+
+    def _take_carried_token(self, flow: http.HTTPFlow) -> None:
+        """A wrapped token (carried_tokens.py): the upstream's own goes on, and its
+        provenance is known here too. One this replica cannot open goes nowhere: the request
+        reads as anonymous, and the upstream's 401 sends the client for a new token."""
+        headers = flow.request.headers
+        token = bearer_token(headers.get("Authorization", ""))
+        if not carried_tokens.is_carried(token):
+            return
+        now = time.time()
+        carried = carried_tokens.open_token(self.router.signer.key, token, now)
+        if carried is None:
+            del headers["Authorization"]
+            return
+        headers["Authorization"] = f"Bearer {carried.upstream}"
+        self.provenances.add(carried.upstream, carried.provenance, carried.expires - now, now)
 
     async def _challenge(self, flow: http.HTTPFlow, registry: Registry) -> Challenge | None:
         """The upstream's challenge, learned from a 401 or by probing (once per upstream);
@@ -234,10 +251,11 @@ class TokenAuth:
             self._remember_token(flow)
             strip_refresh_token(resp)
         if r["op"] == names.TOKEN and resp.status_code == 200:
-            self._remember_provenance(flow)
+            self._carry(flow, self._remember_provenance(flow))
         replace_bad_upstream(flow)
 
-    def _remember_provenance(self, flow: http.HTTPFlow) -> None:
+    def _remember_provenance(self, flow: http.HTTPFlow) -> str:
+        """Record how the answer's tokens were obtained; returns it."""
         assert flow.response is not None
         kind = self._obtained.get(flow)
         if kind is None:  # shared from the token cache: an anonymous token
@@ -245,6 +263,23 @@ class TokenAuth:
         if answer_ := parse_token_answer(flow.response.content or b""):
             for token in answer_.tokens:
                 self.provenances.add(token, kind, answer_.lifetime, time.time())
+        return kind
+
+    def _carry(self, flow: http.HTTPFlow, kind: str) -> None:
+        """With a secret the replicas share, an anonymous or route token goes out wrapped
+        with its provenance (carried_tokens.py); not the mirror's own tokens (offline ones,
+        and under client auth those of client_tokens.py)."""
+        assert flow.response is not None
+        if not self.router.signer.configured or kind == CLIENT or outcome(flow).get("client"):
+            return
+        if outcome(flow).get("answered_by") == BY:
+            return
+        key, now = self.router.signer.key, time.time()
+
+        def wrap(token: str, lifetime: float) -> str:
+            return carried_tokens.mint(key, kind, token, lifetime, now)
+
+        rewrite_tokens(flow.response, wrap)
 
     def _remember_token(self, flow: http.HTTPFlow) -> None:
         """Keep an anonymous token answer from the upstream's realm for other clients."""

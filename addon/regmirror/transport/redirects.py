@@ -126,6 +126,7 @@ class Redirects:
                     "regmirror_redirect_secret must be at least 16 characters"
                 )
             self.signer.key = secret.encode() if secret else os.urandom(32)
+            self.signer.configured = bool(secret)
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         r = route(flow)

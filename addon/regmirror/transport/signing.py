@@ -7,6 +7,7 @@ data plane signs its blob URLs with it too, cache/blob_urls.py). Pure."""
 import base64
 import hashlib
 import hmac
+import json
 import os
 import urllib.parse
 from collections.abc import Iterable
@@ -35,6 +36,28 @@ def mac(key: bytes, parts: Iterable[str]) -> bytes:
     message = "\n".join(parts).encode("utf-8", "surrogateescape")
     digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=")
+
+
+def seal(key: bytes, kind: str, fields: list[object]) -> str:
+    """`<base64url JSON of fields>.<MAC>`: the payload of the mirror's own tokens; `kind`
+    is signed first, so a sealed value of one kind is never valid as another."""
+    payload = base64.urlsafe_b64encode(json.dumps(fields).encode()).rstrip(b"=").decode()
+    return f"{payload}.{mac(key, (kind, payload)).decode()}"
+
+
+def unseal(key: bytes, kind: str, sealed: str) -> list[object] | None:
+    """The fields of a value `seal` made with `key` and `kind`; None for anything else,
+    however malformed (undecodable bytes arrive as surrogates)."""
+    payload, _, signature = sealed.partition(".")
+    if not (payload.isascii() and signature.isascii()):
+        return None
+    if not hmac.compare_digest(signature.encode(), mac(key, (kind, payload))):
+        return None
+    try:
+        fields = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except ValueError:  # not written by this version of the mirror
+        return None
+    return fields if isinstance(fields, list) else None
 
 
 def _mac(key: bytes, origin: Origin, expires: str) -> bytes:
@@ -70,6 +93,7 @@ class Signer:
 
     def __init__(self) -> None:
         self.key = os.urandom(32)
+        self.configured = False  # set by an option, so shared with other replicas
 
     def sign(self, origin: Origin, now: float) -> str:
         return sign(origin, self.key, now)
