@@ -337,10 +337,10 @@ def test_second_docker_pull_fetches_no_content_upstream(
 
 
 def test_hits_answer_like_the_upstream_and_honour_range(
-    mirror_factory, upstream_factory, images, tmp_path
+    mirror_factory, upstream_factory, images, tmp_path, cache_backend
 ):
     up = upstream_factory(repos=["library/big", "org/app"])
-    mirror = cache_mirror(mirror_factory, tmp_path, up.url)
+    mirror = cache_mirror(mirror_factory, tmp_path, up.url, cache_backend)
     upstream = UpstreamLog(up.registry)
     big = images["library/big"]
     layer, manifest = big.layers[0], big.single.manifest
@@ -367,7 +367,7 @@ def test_hits_answer_like_the_upstream_and_honour_range(
         assert sha256_digest(c.get(manifest_path, headers=auth | accept).content) == (
             manifest.digest
         )
-        assert_stored(tmp_path / "cache", [layer.digest, manifest.digest])
+        assert_stored(cache_backend, [layer.digest, manifest.digest])
 
         start = upstream.mark()
         got = c.get(blob_path, headers=auth)

@@ -77,18 +77,19 @@ class S3Content:
     async def respond(
         self, request: web.Request, digest: str, headers: dict[str, str]
     ) -> web.StreamResponse:
+        ask = self.client.head_object if request.method == "HEAD" else self.client.get_object
         try:
-            said = await self.client.get_object(Bucket=self.location.bucket,
-                                                Key=self.location.blob(digest))  # fmt: skip
+            said = await ask(Bucket=self.location.bucket, Key=self.location.blob(digest))
         except S3_ERRORS as e:
             if not missing(e):
                 logger.warning("regmirror: S3 cannot serve %s: %s", digest, e)
             raise web.HTTPNotFound() from e
-        body, size = said["Body"], said["ContentLength"]
+        body, size = said.get("Body"), said["ContentLength"]
         try:
             return await self._send(request, digest, headers, body, size)
         finally:
-            body.close()
+            if body is not None:
+                body.close()
 
     async def _send(
         self, request: web.Request, digest: str, headers: dict[str, str], body: Any, size: int
