@@ -143,6 +143,8 @@ def _usage(sampler: Sampler, names: Sequence[str], size: int) -> Record:
 def hit(
     stack: Stack, server: S3Server, data: Data, plan: Plan, token: str, work: Path
 ) -> dict[str, Any]:
+    """The large blob: each of CACHES filled once on a fresh process, then hit plan.reps
+    times, interleaved with direct (module docstring)."""
     image = data.images[plan.big]
     path = f"/v2/{image.repo}/blobs/{image.layers[0].digest}"
     repos = [image.repo]
@@ -152,8 +154,9 @@ def hit(
     stack.restart(DATA_PLANE)
     started: list[Mirror] = []
     try:
-        s3 = Mirror(work / S3, stack.upstream.url, s3_options(stack, server), name=S3).start()
+        s3 = Mirror(work / S3, stack.upstream.url, s3_options(stack, server), name=S3)
         started.append(s3)
+        s3.start()
         redirecting = s3_options(
             stack,
             server,
@@ -161,7 +164,8 @@ def hit(
             regmirror_blob_redirect_min=str(plan.redirect_min),
         )
         s3r = Mirror(work / S3_REDIRECT, stack.upstream.url, redirecting, name=S3_REDIRECT)
-        started.append(s3r.start())
+        started.append(s3r)
+        s3r.start()
         fronts = {
             "direct": Front(stack.url("direct"), stack.upstream_pid, token),
             CACHED: Front(stack.url(CACHED), stack.pid(CACHED), stack.cached_token(CACHED)),
@@ -290,6 +294,8 @@ def replica_set(
 
 
 def replicas(stack: Stack, server: S3Server, data: Data, plan: Plan, work: Path) -> dict[str, Any]:
+    """The largest concurrency figure's clients and blobs, on replicas sharing each of
+    BACKENDS in turn (module docstring)."""
     n = max(plan.concurrency)
     blobs = data.many[:n]
     out: dict[str, Any] = {}
