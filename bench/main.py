@@ -21,7 +21,16 @@ import httpx
 
 from tests.support.load import raise_open_files
 
-from . import cache_report, chart, data_plane_report, profile, report, scenarios
+from . import (
+    cache_report,
+    chart,
+    data_plane_report,
+    profile,
+    report,
+    s3_report,
+    s3_scenarios,
+    scenarios,
+)
 from .measure import curl_get, skopeo_pull
 from .plan import FULL, QUICK, Plan
 from .stack import Stack
@@ -58,6 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="instead of measuring, profile the mirror with py-spy under the large blob (curl, "
         "skopeo) and under manifest HEADs; writes folded stacks and summaries to the results "
         "folder",
+    )
+    p.add_argument(
+        "--only",
+        choices=("s3",),
+        help="run one section alone: s3, the S3 cache and replicas behind haproxy (issue 13)",
     )
     return p.parse_args(argv)
 
@@ -155,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
                 "idle_connections": lambda: scenarios.idle_connections(
                     stack, data, plan, token, work / "idle"
                 ),
+                "s3": lambda: s3_scenarios.run(stack, data, plan, token, work / "s3"),
             }
+            if args.only:
+                sections = {args.only: sections[args.only]}
             for name, run in sections.items():
                 t = time.monotonic()
                 raw[name] = run()
@@ -171,6 +188,18 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
+    meta = {
+        "date": stamp,
+        "command": "./run.sh bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "mode": "quick" if args.quick else "full",
+        "plan": asdict(plan),
+        "mirror_options": options,
+        "machine": machine(),
+        "load": load,
+        "seconds": {**timings, "total": time.monotonic() - started},
+    }
+    if args.only:
+        return s3_report.write_alone(args.out, meta, raw, plan)
     rows, targets, scaling = report.summarize(raw, plan)
     cache_rows = cache_report.summarize(raw, plan)
     cache_targets = cache_report.targets(raw, plan)
@@ -194,16 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             ],
             "targets": [asdict(t) for t in dp_targets],
         },
-    }
-    meta = {
-        "date": stamp,
-        "command": "./run.sh bench " + " ".join(sys.argv[1:] if argv is None else argv),
-        "mode": "quick" if args.quick else "full",
-        "plan": asdict(plan),
-        "mirror_options": options,
-        "machine": machine(),
-        "load": load,
-        "seconds": {**timings, "total": time.monotonic() - started},
+        "s3": s3_report.summary(raw, plan),
     }
     table = "\n".join(
         [
@@ -214,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             "Blob data plane (issue 11):\n",
             data_plane_report.markdown(dp_rows),
             report.target_table(dp_targets),
+            "S3 cache and replicas (issue 13):\n",
+            s3_report.markdown(raw, plan),
         ]
     )
     json_path = args.out / f"bench-{stamp}.json"

@@ -12,6 +12,7 @@ from bench import cache_report, data_plane_report
 from bench.measure import ROUND_TRIP_KINDS, request_kind, round_trip_kinds
 from bench.plan import FULL, QUICK, MiB
 from bench.stack import metric_value, served_by_data_plane
+from tests.test_bench_s3 import check_quick_s3
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = {
@@ -22,6 +23,7 @@ SECTIONS = {
     "concurrency",
     "single_flight",
     "idle_connections",
+    "s3",
 }
 
 
@@ -100,6 +102,7 @@ def test_quick_benchmark_runs_and_reports(tmp_path):
     assert "| target | goal | measured | ratio | result |" in res.stdout
     assert "| upstream requests, one multi-arch pull |" in res.stdout
     assert list(tmp_path.glob("bench-*.png"))
+    check_quick_s3(doc, res.stdout)
 
 
 # ------------------------------------------------------------------------------------------
