@@ -1,13 +1,14 @@
 """Uploading content while it streams: the bytes of a fill, as its spool file grows
-(Store.follow), go up in parts of PART_SIZE; the upload is completed only when the last
-byte arrives, which the fill hands out only once the digest has matched. Until then no
-object exists under the key (S3 makes a multipart upload visible only when completed), and
-any failure aborts it, so no reader ever sees part of an object. Content smaller than one
-part is sent with a single PUT at the end.
+(Store.follow), go up in parts of PART_SIZE, a few at once; the upload is completed only
+when the last byte arrives, which the fill hands out only once the digest has matched.
+Until then no object exists under the key (S3 makes a multipart upload visible only when
+completed), and any failure aborts it, so no reader ever sees part of an object. Content
+smaller than one part is sent with a single PUT at the end.
 
 Two replicas uploading the same digest at once both complete the same verified bytes:
 whichever finishes last wins, and the object is whole either way."""
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 from .client import S3_ERRORS
 
 PART_SIZE = 8 << 20  # S3's least is 5 MiB for all parts but the last
+# Parts sent at once: one connection to S3 moves less than a fill brings in; at most this
+# many parts' bytes (32 MiB) wait in memory per fill.
+PARTS_IN_FLIGHT = 4
 
 
 async def upload(
@@ -32,33 +36,41 @@ async def upload(
         await client.put_object(Bucket=bucket, Key=key, Body=body, **meta)
         return
     upload_id = (await client.create_multipart_upload(Bucket=bucket, Key=key, **meta))["UploadId"]
-    parts: list[dict[str, object]] = []
+    parts: list[asyncio.Task[dict[str, object]]] = []
+    room = asyncio.Semaphore(PARTS_IN_FLIGHT)
+
+    async def part(number: int, body: bytes) -> dict[str, object]:
+        try:
+            said = await client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+            )
+        finally:
+            room.release()
+        return {"PartNumber": number, "ETag": said["ETag"]}
+
+    async def send(body: bytes) -> None:
+        await room.acquire()
+        parts.append(asyncio.ensure_future(part(len(parts) + 1, body)))
+
     try:
         buffer = bytearray()
         async for chunk in chunks:
             buffer += chunk
             if len(buffer) >= PART_SIZE:
-                await _part(client, bucket, key, upload_id, parts, bytes(buffer))
+                await send(bytes(buffer))
                 buffer.clear()
         if buffer or not parts:
-            await _part(client, bucket, key, upload_id, parts, bytes(buffer))
+            await send(bytes(buffer))
+        done = await asyncio.gather(*parts)
         await client.complete_multipart_upload(
-            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
         )
     except BaseException:
+        for task in parts:
+            task.cancel()
+        await asyncio.gather(*parts, return_exceptions=True)
         # an abort that fails too leaves an invisible upload: the bucket's lifecycle rule
         # for incomplete uploads removes it (README)
         with contextlib.suppress(*S3_ERRORS):
             await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         raise
-
-
-async def _part(
-    client: Any, bucket: str, key: str, upload_id: str, parts: list[dict[str, object]],
-    body: bytes,
-) -> None:  # fmt: skip
-    number = len(parts) + 1
-    said = await client.upload_part(
-        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
-    )
-    parts.append({"PartNumber": number, "ETag": said["ETag"]})
