@@ -22,6 +22,7 @@ from regmirror.cache.blob_server import (
     TLS_CHUNK,
     BlobServer,
     TlsFile,
+    tls_chunk,
     transfer_ending,
     transfer_words,
 )
@@ -263,7 +264,18 @@ async def test_over_tls_the_file_is_sent_in_large_chunks(chain, tmp_path, monkey
         await server.stop()
     assert got.status_code == 200 and got.content == body
     assert part.status_code == 206 and part.content == body[1048570:2097161]
-    assert chunks == [TLS_CHUNK, TLS_CHUNK]
+    assert chunks == [TLS_CHUNK, TLS_CHUNK]  # no regmirror_read_size option here: malloc's own
+
+
+@pytest.mark.parametrize(
+    "read_size,chunk",
+    [(0, TLS_CHUNK), (65535, TLS_CHUNK), (512 << 10, 960 << 10), (256 << 10, 448 << 10),
+     (16 << 20, TLS_CHUNK)],
+)  # fmt: skip
+def test_tls_chunks_stay_under_the_mmap_threshold_that_large_reads_set(read_size, chunk):
+    assert tls_chunk(read_size) == chunk
+    if read_size > 65535:
+        assert tls_chunk(read_size) + 33 < 2 * read_size  # bytes' header: 33 bytes
 
 
 def test_tls_contexts_present_the_mirrors_certificates(tmp_path):

@@ -35,6 +35,7 @@ from ..observe.describe import Operation, human_size, operation, printable, word
 from ..observe.metrics import Metrics
 from ..record import Route
 from ..routing import names
+from ..transport.patches import MITMPROXY_READ_SIZE, read_size
 from . import blob_urls
 from .blob_urls import Blob
 from .files import CachedFile, content_headers
@@ -48,17 +49,30 @@ HANDSHAKE_TIMEOUT = 10
 SHUTDOWN_TIMEOUT = 1  # seconds transfers in flight get when the mirror stops
 TLS_RECORD = 0x16
 WHERE = "via data plane"
-TLS_CHUNK = 1 << 20  # bytes read (in a thread) and encrypted at a time over TLS
+TLS_CHUNK = 1 << 20  # at most this many bytes read (in a thread) and encrypted at a time
+MALLOC_MARGIN = 64 << 10  # below the mmap threshold: the bytes object's header, and then some
+
+
+def tls_chunk(read_size: int) -> int:
+    """Bytes read and encrypted at a time over TLS: TLS_CHUNK, but less than the mmap
+    threshold that streaming.py sets when reads are large (2x regmirror_read_size: 1 MiB by
+    default). A chunk over it is mapped and unmapped by malloc every time: 1 MiB chunks cost
+    1.85 s of CPU per GiB here (page faults, munmap), 960 KiB ones 1.07 s (and 1.5x the
+    throughput)."""
+    if read_size <= MITMPROXY_READ_SIZE:  # malloc's own thresholds, which adapt
+        return TLS_CHUNK
+    return min(TLS_CHUNK, 2 * read_size - MALLOC_MARGIN)
 
 
 class TlsFile(CachedFile):
-    """A cached file sent over TLS 1 MiB at a time. asyncio's fallback for sendfile on a TLS
-    transport, which aiohttp would get, reads 16 KiB per round trip to a thread: 268 MB took
-    2-3 s here, slower than through mitmproxy. aiohttp's own fallback (`_sendfile_fallback`,
-    what it uses without sendfile) reads `chunk_size` bytes per round trip instead."""
+    """A cached file sent over TLS in large chunks (tls_chunk). asyncio's fallback for
+    sendfile on a TLS transport, which aiohttp would get, reads 16 KiB per round trip to a
+    thread: 268 MB took 2-3 s here, slower than through mitmproxy. aiohttp's own fallback
+    (`_sendfile_fallback`, what it uses without sendfile) reads `chunk_size` bytes per round
+    trip instead."""
 
     def __init__(self, store: Store, digest: str, headers: dict[str, str]) -> None:
-        super().__init__(store, digest, headers, TLS_CHUNK)
+        super().__init__(store, digest, headers, tls_chunk(read_size()))
 
     async def _sendfile(
         self, request: web.BaseRequest, fobj: IO[Any], offset: int, count: int
