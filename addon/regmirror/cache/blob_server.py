@@ -37,6 +37,7 @@ from ..record import Route
 from ..routing import names
 from ..transport.patches import MITMPROXY_READ_SIZE, read_size
 from . import blob_urls
+from .blob_limits import ClientConnections, Counted
 from .blob_urls import Blob
 from .files import CachedFile, content_headers
 from .lookup import Lookup
@@ -137,8 +138,11 @@ class BlobServer:
         lookup: Callable[[], Lookup | None],
         metrics: Metrics,
         tls: Callable[[str], ssl.SSLContext | None],
+        per_client: Callable[[], int] = lambda: 0,
     ) -> None:
+        """`per_client()`: the connections one address may have open (0: no limit)."""
         self.sock, self.key, self.lookup, self.metrics, self.tls = sock, key, lookup, metrics, tls
+        self.clients = ClientConnections(per_client)
         self.port: int = sock.getsockname()[1]
         self._runner: web.AppRunner | None = None
         self._accepting: asyncio.Task[None] | None = None
@@ -166,18 +170,24 @@ class BlobServer:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                conn, _ = await loop.sock_accept(self.sock)
+                conn, peer = await loop.sock_accept(self.sock)
             except OSError as e:  # out of file descriptors: the backlog waits meanwhile
                 logger.warning("regmirror: data plane cannot accept: %s", e)
                 await asyncio.sleep(0.1)
                 continue
-            task = loop.create_task(self._connection(conn))
+            release = self.clients.admit(peer[0])
+            if release is None:
+                logger.debug("regmirror: data plane: %s has too many connections", peer[0])
+                conn.close()
+                continue
+            task = loop.create_task(self._connection(conn, release))
             self._connecting.add(task)
             task.add_done_callback(self._connecting.discard)
 
-    async def _connection(self, conn: socket.socket) -> None:
+    async def _connection(self, conn: socket.socket, release: Callable[[], None]) -> None:
         loop = asyncio.get_running_loop()
         assert self._runner and self._runner.server
+        server = self._runner.server
         try:
             first = await asyncio.wait_for(_peek(loop, conn), FIRST_BYTE_TIMEOUT)
             context = None
@@ -189,12 +199,15 @@ class BlobServer:
                 raise ConnectionAbortedError("closed before a request")
             timeout = HANDSHAKE_TIMEOUT if context else None  # asyncio: for TLS only
             await loop.connect_accepted_socket(
-                self._runner.server, conn, ssl=context, ssl_handshake_timeout=timeout
-            )
+                lambda: Counted(server(), release), conn, ssl=context,
+                ssl_handshake_timeout=timeout,
+            )  # fmt: skip
         except (OSError, TimeoutError, ssl.SSLError, ValueError) as e:
             logger.debug("regmirror: data plane connection closed: %s", e)
+            release()
             conn.close()
-        except asyncio.CancelledError:  # the mirror stops
+        except BaseException:  # the mirror stops (cancelled), or a bug
+            release()
             conn.close()
             raise
 
