@@ -70,6 +70,11 @@ def record(
     return out
 
 
+# Leaf frames of threads that wait, which py-spy counted as busy on this VM: a pool thread
+# in queue.get (its work runs in a frame below, _WorkItem.run), the event loop in epoll.
+_WAITING = ("_worker (concurrent/futures/thread.py)", "EpollSelector.select (selectors.py)")
+
+
 def _frames(stack: str) -> list[str]:
     return [_LINE.sub(")", _SITE.sub(" (", f)) for f in stack.split(";")]
 
@@ -79,14 +84,17 @@ def summarize(folded: Path, top: int = 15) -> str:
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     hooks: Counter[str] = Counter()
-    total = 0
+    total = waiting = 0
     for line in folded.read_text().splitlines():
         if not line.strip():
             continue
         stack, count = line.rsplit(" ", 1)
         n = int(count)
-        total += n
         frames = _frames(stack)
+        if frames[-1] in _WAITING:
+            waiting += n
+            continue
+        total += n
         self_time[frames[-1]] += n
         for f in set(frames):
             inclusive[f] += n
@@ -98,7 +106,7 @@ def summarize(folded: Path, top: int = 15) -> str:
     def block(title: str, counter: Counter[str]) -> list[str]:
         return [title, *(f"  {c / total * 100:5.1f}%  {f}" for f, c in counter.most_common(top))]
 
-    lines = [f"{total} samples ({folded.name})"]
+    lines = [f"{total} samples ({folded.name}; {waiting} of waiting threads left out)"]
     lines += block("self time:", self_time)
     lines += block("inclusive time:", inclusive)
     lines += block("addon code (inclusive; regmirror's and mitmproxy's own addons):", hooks)
