@@ -10,6 +10,8 @@ from typing import Any
 from .cache_report import CacheRow, Records, aggregate, key, per_variant, table
 from .plan import Plan, human_bytes, size_label
 from .report import MB, Target
+from .scenarios import CACHED_HEAD
+from .stack import CACHED
 
 VARIANTS = ("direct", "cache_warm", "dp_warm", "peer_warm")
 HEADERS = ("direct", "mirror cache warm", "mirror data plane warm", "peer warm")
@@ -29,6 +31,7 @@ GOAL_SKOPEO = 1.0  # skopeo warm 1 GiB pull time / peer warm, at most
 GOAL_FILL = 0.8  # 1 GiB fill / direct, at least
 GOAL_CONCURRENT = 1.0  # many clients, cached blobs, aggregate / direct, at least
 GOAL_RSS_MB = 150.0  # peak RSS at 1 GiB, below
+GOAL_CACHED_HEAD_MS = 1.0  # manifest HEAD answered from the cache, p50 over direct, below
 
 
 def _concurrent(raw: dict[str, Any]) -> tuple[str, dict[str, Records]]:
@@ -140,7 +143,21 @@ def targets(raw: dict[str, Any], plan: Plan) -> list[Target]:
             None if peak is None else peak / GOAL_RSS_MB,
             peak is not None and peak < GOAL_RSS_MB,
         ),
+        _cached_head_target(raw),
     ]  # fmt: skip
+
+
+def _cached_head_target(raw: dict[str, Any]) -> Target:
+    heads = raw.get("small_requests", {}).get(CACHED_HEAD, {})
+    direct, cached = (heads.get(t, {}).get("p50_ms") for t in ("direct", CACHED))
+    over = None if direct is None or cached is None else cached - direct
+    return Target(
+        "manifest HEAD by digest from the cache, p50 overhead over direct",
+        f"< {GOAL_CACHED_HEAD_MS:.0f} ms",
+        "-" if over is None else f"{over:+.2f} ms ({cached:.2f} vs {direct:.2f})",
+        None if over is None or not direct else cached / direct,
+        over is not None and over < GOAL_CACHED_HEAD_MS,
+    )
 
 
 def markdown(rows: list[CacheRow]) -> str:

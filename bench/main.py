@@ -17,8 +17,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from tests.support.load import raise_open_files
 
 from . import (
@@ -31,7 +29,6 @@ from . import (
     s3_scenarios,
     scenarios,
 )
-from .measure import curl_get, skopeo_pull
 from .plan import FULL, QUICK, Plan
 from .stack import Stack
 
@@ -59,14 +56,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="extra mitmdump option for the mirror (repeatable), e.g. regmirror_read_size=65535",
     )
     p.add_argument(
+        "--native", action="store_true", help="with --profile: C frames too (py-spy --native)"
+    )
+    p.add_argument(
         "--keep", action="store_true", help="keep the work folder (logs of every process)"
     )
     p.add_argument(
         "--profile",
-        action="store_true",
-        help="instead of measuring, profile the mirror with py-spy under the large blob (curl, "
-        "skopeo) and under manifest HEADs; writes folded stacks and summaries to the results "
-        "folder",
+        nargs="?",
+        const=",".join(profile.LOADS),
+        metavar="NAME,...",
+        help="instead of measuring, profile the serving mirror process with py-spy under some "
+        f"loads ({', '.join(profile.LOADS)}; default all); writes folded stacks and summaries "
+        "to the results folder",
     )
     p.add_argument(
         "--only",
@@ -154,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("pushed test data in %.1f s", timings["setup"])
             token = stack.pull_token(data.repos())
             if args.profile:
-                return _profile(stack, data, plan, token, args.out / f"profile-{stamp}")
+                out = args.out / f"profile-{stamp}"
+                return _profile(stack, data, plan, token, out, args.profile, args.native)
             sections: dict[str, Callable[[], Any]] = {
                 "blob_curl": lambda: scenarios.blob_curl(stack, data, plan, token),
                 "blob_skopeo": lambda: scenarios.blob_skopeo(stack, data, plan, work / "skopeo"),
@@ -257,30 +260,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _profile(stack: Stack, data: scenarios.Data, plan: Plan, token: str, out: Path) -> int:
-    """py-spy of the mirror: the large blob (curl, several times; skopeo, over TLS) and
-    manifest HEADs."""
-    image = data.images[plan.big]
-    blob_url = f"{stack.url('mirror')}/v2/{image.repo}/blobs/{image.layers[0].digest}"
-    auth = {"Authorization": f"Bearer {token}"}
-
-    def blobs() -> None:
-        for _ in range(max(3, plan.reps)):
-            curl_get(blob_url, auth, plan.big)
-
-    def heads() -> None:
-        headers = {**auth, "Accept": image.manifest.media_type}
-        with httpx.Client(base_url=stack.url("mirror"), headers=headers) as client:
-            for _ in range(plan.small_requests * 3):
-                client.head(f"/v2/{image.repo}/manifests/1").raise_for_status()
-
-    def skopeo() -> None:
-        ref = f"{stack.host('mirror')}/{image.repo}:1"
-        skopeo_pull(stack.work / "profile-skopeo", ref)
-
+def _profile(
+    stack: Stack,
+    data: scenarios.Data,
+    plan: Plan,
+    token: str,
+    out: Path,
+    names: str,
+    native: bool = False,
+) -> int:
+    """py-spy of the mirror process under each load of `names` (profile.LOADS)."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if unknown := set(wanted) - set(profile.LOADS):
+        raise SystemExit(f"--profile: unknown {sorted(unknown)}; choose from {profile.LOADS}")
     texts = []
-    for name, load in (("blob", blobs), ("skopeo", skopeo), ("manifest-head", heads)):
-        folded = profile.record(stack.pid("mirror"), out / f"{name}.folded", load)
+    for name in wanted:
+        pid, load = profile.LOADS[name](stack, data, plan, token)
+        folded = profile.record(pid, out / f"{name}.folded", load, native=native)
         text = profile.summarize(folded)
         (out / f"{name}.txt").write_text(text)
         texts.append(f"== {name}\n{text}")

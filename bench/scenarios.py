@@ -316,6 +316,53 @@ def small_requests(stack: Stack, data: Data, plan: Plan, token: str) -> dict[str
     finally:
         for client in clients.values():
             client.close()
+    out[CACHED_HEAD] = _cached_heads(stack, image, plan)
+    return out
+
+
+CACHED_HEAD = "manifest_head_digest_cached"
+
+
+def _cached_heads(stack: Stack, image: Image, plan: Plan) -> dict[str, Any]:
+    """Manifest HEAD by digest, direct and from the caching mirror's cache (its GET before
+    cached it), interleaved like the others: what a hit costs on the API port."""
+    path = f"/v2/{image.repo}/manifests/{image.manifest.digest}"
+    accept = {"Accept": image.manifest.media_type}
+    targets = ("direct", CACHED)
+    tokens = {"direct": stack.pull_token(stack.repos), CACHED: stack.cached_token(CACHED)}
+    clients = {
+        t: httpx.Client(
+            base_url=stack.url(t),
+            headers={**accept, "Authorization": f"Bearer {tokens[t]}"},
+            timeout=30,
+        )
+        for t in targets
+    }
+    samples: dict[str, list[float]] = {t: [] for t in targets}
+    try:
+        clients[CACHED].get(path).raise_for_status()
+        for target in targets:
+            latencies(clients[target], "HEAD", path, plan.warmup_requests)
+        for rep in range(plan.small_reps):
+            for target in rotated(targets, rep):
+                samples[target] += latencies(
+                    clients[target], "HEAD", path, plan.small_requests, plan.small_seconds
+                )
+    finally:
+        for client in clients.values():
+            client.close()
+    out = {
+        t: {
+            "n": len(samples[t]),
+            "p50_ms": percentile(samples[t], 50) * 1000,
+            "p99_ms": percentile(samples[t], 99) * 1000,
+        }
+        for t in targets
+    }
+    logger.info(
+        "manifest HEAD by digest from the cache p50: direct %.2f ms, %s %.2f ms",
+        out["direct"]["p50_ms"], CACHED, out[CACHED]["p50_ms"],
+    )  # fmt: skip
     return out
 
 

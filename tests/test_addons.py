@@ -23,6 +23,7 @@ from regmirror.auth.client_auth import ClientAuth, ClientTokens
 from regmirror.auth.token_proxy import TokenAuth
 from regmirror.cache.addon import Cache
 from regmirror.cache.data_plane import DataPlane
+from regmirror.cache.heads import CachedHeads
 from regmirror.observe.activity import Activity
 from regmirror.observe.metrics import Metrics
 from regmirror.observe.status import StatusEndpoints
@@ -136,6 +137,16 @@ async def cache_before_data_plane(tctx, addons) -> bool:
     return f.response is not None and f.response.status_code == 307
 
 
+async def cache_before_cached_heads(tctx, addons) -> bool:
+    tctx.options.update(regmirror_config="")
+    cache = of(addons, Cache)
+    digest = cached(cache, b"layer")
+    cache.files = type("Files", (), {"url": lambda self, d, t: "http://127.0.0.1:9/x"})()
+    f = reverse_flow("HEAD", f"/v2/library/x/blobs/{digest}")
+    await tctx.master.addons.trigger_event(HttpRequestHeadersHook(f))
+    return f.response is not None and f.response.headers.get("Docker-Content-Digest") == digest
+
+
 async def cache_before_activity(tctx, addons) -> bool:
     tctx.options.update(regmirror_config="")
     f = reverse_flow("GET", "/v2/library/x/blobs/sha256:" + "a" * 64)
@@ -155,6 +166,7 @@ SCENARIOS = {
     (TokenAuth, Metrics): token_auth_before_metrics,
     (Streaming, Cache): streaming_before_cache,
     (Cache, DataPlane): cache_before_data_plane,
+    (Cache, CachedHeads): cache_before_cached_heads,
     (Cache, Activity): cache_before_activity,
 }
 

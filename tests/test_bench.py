@@ -11,6 +11,7 @@ import pytest
 from bench import cache_report, data_plane_report
 from bench.measure import ROUND_TRIP_KINDS, request_kind, round_trip_kinds
 from bench.plan import FULL, QUICK, MiB
+from bench.scenarios import CACHED_HEAD
 from bench.stack import metric_value, served_by_data_plane
 from tests.test_bench_s3 import check_quick_s3
 
@@ -85,7 +86,7 @@ def test_quick_benchmark_runs_and_reports(tmp_path):
     assert dp_conc["mirror_dp_warm"][0]["redirects"] == 8
     assert "mirror_dp_warm" not in doc["raw"]["concurrency"]["4"]
     dp = doc["cache"]["data_plane"]
-    assert len(dp["targets"]) == 7
+    assert len(dp["targets"]) == 8
     thr = next(r for r in dp["summary"] if r["figure"] == "4 MiB blob, curl throughput")
     assert thr["values"]["dp_warm"] > 0 and thr["ratios"]["dp_warm/direct"] > 0
     assert len(doc["meta"]["load"]["start"]) == 3
@@ -344,9 +345,9 @@ def test_data_plane_rows_and_ratios():
     [
         # direct 0.01 s and 1.0 s/GiB, peer warm 0.01 s (curl) and 0.04 s over TLS (skopeo);
         # the fill 0.04 s (0.25x direct, never met here); 8 clients direct 0.1 s
-        (0.005, 1.0, 90, 0.1, [True, True, True, True, False, True, True]),
-        (0.01, 1.1, 150, 0.11, [True, False, False, True, False, False, False]),
-        (0.05, 0.5, 60, 0.05, [False, False, True, False, False, True, True]),
+        (0.005, 1.0, 90, 0.1, [True, True, True, True, False, True, True, False]),
+        (0.01, 1.1, 150, 0.11, [True, False, False, True, False, False, False, False]),
+        (0.05, 0.5, 60, 0.05, [False, False, True, False, False, True, True, False]),
     ],
 )
 def test_data_plane_targets(dp_s, dp_cpu, dp_rss, conc_s, met):
@@ -357,11 +358,22 @@ def test_data_plane_targets(dp_s, dp_cpu, dp_rss, conc_s, met):
     assert targets[3].measured == f"{dp_s:.2f} vs 0.01 s"  # the plain-HTTP peer
     assert targets[5].measured == f"{QUICK.big / conc_s / 1e6:,.0f} vs 42 MB/s"
     assert targets[6].measured == f"{dp_rss} MB"
+    assert targets[7].measured == "-"  # no manifest HEADs from the cache measured
+
+
+@pytest.mark.parametrize(("cached_ms", "met"), [(2.4, True), (2.6, False)])
+def test_the_cached_manifest_head_target(cached_ms, met):
+    raw = dp_raw(0.005, 1.0, 90, 0.1)
+    heads = {"direct": {"p50_ms": 1.6}, "mirror_cache": {"p50_ms": cached_ms}}
+    raw["small_requests"] = {**raw.get("small_requests", {}), CACHED_HEAD: heads}
+    target = data_plane_report.targets(raw, QUICK)[7]
+    assert target.met is met and target.goal == "< 1 ms"
+    assert target.measured == f"{cached_ms - 1.6:+.2f} ms ({cached_ms:.2f} vs 1.60)"
 
 
 def test_data_plane_targets_are_not_met_when_not_measured():
     raw = synthetic_raw([{"HEAD manifest by tag": 1}], [1], 120)
     raw["concurrency"] = {"8": {"direct": [blob_record(0.1, 40)]}}
     targets = data_plane_report.targets(raw, QUICK)
-    assert [t.met for t in targets] == [False, False, False, False, False, False, False]
+    assert [t.met for t in targets] == [False] * 8
     assert targets[0].measured == "-" and targets[0].ratio is None

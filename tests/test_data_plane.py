@@ -1,6 +1,8 @@
 """The data plane: which hits get a 307 to it, its options, its listener (in process, plain
 HTTP), its log words and its TLS contexts. Real clients: test_e2e_data_plane.py."""
 
+import asyncio
+import contextlib
 import hashlib
 import socket
 import ssl
@@ -22,6 +24,7 @@ from regmirror.cache.blob_server import (
     TLS_CHUNK,
     BlobServer,
     TlsFile,
+    tls_chunk,
     transfer_ending,
     transfer_words,
 )
@@ -184,6 +187,7 @@ def test_bad_options_are_refused_naming_them():
                 ("regmirror_blob_listen", f"127.0.0.1:{port}"),  # in use
                 ("regmirror_blob_url", "blobs.example"),
                 ("regmirror_blob_redirect_min", "lots"),
+                ("regmirror_blob_max_connections_per_client", -1),
             ):
                 with pytest.raises(exceptions.OptionsError, match=option):
                     tctx.configure(data_plane, **{option: value})
@@ -263,7 +267,18 @@ async def test_over_tls_the_file_is_sent_in_large_chunks(chain, tmp_path, monkey
         await server.stop()
     assert got.status_code == 200 and got.content == body
     assert part.status_code == 206 and part.content == body[1048570:2097161]
-    assert chunks == [TLS_CHUNK, TLS_CHUNK]
+    assert chunks == [TLS_CHUNK, TLS_CHUNK]  # no regmirror_read_size option here: malloc's own
+
+
+@pytest.mark.parametrize(
+    "read_size,chunk",
+    [(0, TLS_CHUNK), (65535, TLS_CHUNK), (512 << 10, 960 << 10), (256 << 10, 448 << 10),
+     (16 << 20, TLS_CHUNK)],
+)  # fmt: skip
+def test_tls_chunks_stay_under_the_mmap_threshold_that_large_reads_set(read_size, chunk):
+    assert tls_chunk(read_size) == chunk
+    if read_size > 65535:
+        assert tls_chunk(read_size) + 33 < 2 * read_size  # bytes' header: 33 bytes
 
 
 def test_tls_contexts_present_the_mirrors_certificates(tmp_path):
@@ -276,3 +291,80 @@ def test_tls_contexts_present_the_mirrors_certificates(tmp_path):
     by_name = handshake(certificates.context("127.0.0.1"), client, "blobs.example")
     assert ("DNS", "blobs.example") in by_name["subjectAltName"]
     assert certificates.context("127.0.0.1") is certificates.context("127.0.0.1")  # kept
+
+
+async def test_one_address_gets_at_most_its_limit_of_connections(chain):
+    router, cache, data_plane, tctx = chain
+    tctx.configure(data_plane, regmirror_blob_max_connections_per_client=2)
+    digest = cached(cache, BIG)
+    f = await asked(router, cache, data_plane, "GET", f"/v2/library/x/blobs/{digest}")
+    u = urllib.parse.urlsplit(f.response.headers["Location"])
+    port, clients = data_plane.server.port, data_plane.server.clients
+    loop = asyncio.get_running_loop()
+
+    async def connect() -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setblocking(False)
+        return s
+
+    async def closed_by_server(s: socket.socket) -> bool:
+        try:
+            return await asyncio.wait_for(loop.sock_recv(s, 1), 2) == b""
+        except ConnectionResetError:  # closed with what it sent unread
+            return True
+        except TimeoutError:
+            return False
+
+    async def until(done) -> None:
+        for _ in range(200):
+            if done():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"still {dict(clients.open)}")
+
+    idle = [await connect(), await connect()]  # they send nothing
+    await until(lambda: clients.open["127.0.0.1"] == 2)
+    third = await connect()
+    assert await closed_by_server(third)
+    bad_tls = await connect()  # over the limit too: closed before its handshake
+    await loop.sock_sendall(bad_tls, b"\x16\x03\x01 not a handshake")
+    assert await closed_by_server(bad_tls)
+    idle.pop().close()
+    await until(lambda: clients.open["127.0.0.1"] == 1)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        got = await client.get(f"{u.path}?{u.query}")  # a place is free again
+        assert got.status_code == 200 and got.content == BIG
+        assert clients.open["127.0.0.1"] == 2
+    await until(lambda: clients.open["127.0.0.1"] == 1)  # the client's connection ended
+    for s in (*idle, third, bad_tls):
+        s.close()
+    await until(lambda: not clients.open)
+
+
+async def test_a_failed_tls_handshake_gives_its_place_back(chain, tmp_path):
+    router, cache, _, _ = chain
+    digest = cached(cache, BIG)
+    store = certs.CertStore.from_store(tmp_path / "ca", "mitmproxy", 2048)
+    server = BlobServer(bind("127.0.0.1", 0), lambda: router.signer.key, cache.lookup,
+                        Metrics(), Certificates(lambda: store).context, lambda: 1)  # fmt: skip
+    await server.start()
+    blob = Blob(digest, "docker.io", "library/x", "https://registry-1.docker.io", LAYER, len(BIG))
+    signed = blob_urls.sign(blob, router.signer.key, time.time())
+    target = f"https://127.0.0.1:{server.port}{signed}"
+    trusted = ssl.create_default_context(cafile=tmp_path / "ca" / "mitmproxy-ca-cert.pem")
+    loop = asyncio.get_running_loop()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as broken:
+            broken.setblocking(False)
+            await loop.sock_sendall(broken, b"\x16\x03\x01\x00\x04\x01\x00\x00\x00")  # no hello
+            with contextlib.suppress(ConnectionResetError):
+                assert await asyncio.wait_for(loop.sock_recv(broken, 1 << 16), 5) is not None
+        for _ in range(200):
+            if not server.clients.open:
+                break
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(verify=trusted) as client:
+            got = await client.get(target)  # the only place, free again
+    finally:
+        await server.stop()
+    assert got.status_code == 200 and got.content == BIG

@@ -34,7 +34,11 @@ def test_a_patch_whose_target_is_gone_is_named_and_skipped(monkeypatch, caplog):
     p = Patches()
     with taddons.context(p):
         p.install()
-        assert [x.name for x, _ in p.installed] == ["error pages (HTTP/1)", "large reads"]
+        assert [x.name for x, _ in p.installed] == [
+            "error pages (HTTP/1)",
+            "large reads",
+            "hook dispatch",
+        ]
         p.restore()
     assert "patch 'error pages (HTTP/2)' not installed: _http2.format_error is gone" in (
         caplog.text.replace("mitmproxy.proxy.layers.http.", "")

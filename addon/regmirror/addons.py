@@ -10,6 +10,7 @@ from .auth.client_auth import ClientAuth, ClientTokens
 from .auth.token_proxy import TokenAuth
 from .cache.addon import Cache
 from .cache.data_plane import DataPlane
+from .cache.heads import CachedHeads
 from .guard import guarded
 from .observe.activity import Activity
 from .observe.annotations import Annotations
@@ -43,6 +44,8 @@ ORDER = (
      "a plain pass-through"),
     (Cache, DataPlane,
      "the data plane redirects only what the cache has found to be a hit it may serve"),
+    (Cache, CachedHeads,
+     "a HEAD is answered from the index only when the cache has found it to be a hit"),
     (Cache, Activity,
      "the status page's activity reads the cache's outcome of a flow (hit, stale, fill "
      "failed), which the cache writes in the same hooks"),
@@ -74,6 +77,7 @@ def mirror_addons() -> list[object]:
             Streaming(),
             cache,
             DataPlane(cache, router.signer, metrics),
+            CachedHeads(cache),
             OpLog(),
             Views(),
             Annotations(),

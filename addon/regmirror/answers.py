@@ -19,8 +19,9 @@ logger = logging.getLogger(__name__)
 
 def answer(flow: http.HTTPFlow, response: http.Response, by: str | None) -> None:
     """Answer `flow` with `response` on behalf of `by`, never asking an upstream. `by` None:
-    not a registry operation (the status endpoints), which gets no record: no log line, no
-    flow comment, not counted."""
+    no answer of the mirror's own: the status endpoints (not a registry operation, which gets
+    no record: no log line, no flow comment, not counted), or a cache hit (counted as the
+    cache's, outcome "cache")."""
     if by:
         outcome(flow)["answered_by"] = by
     if flow.request.stream and flow.live:

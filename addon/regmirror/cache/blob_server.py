@@ -35,7 +35,9 @@ from ..observe.describe import Operation, human_size, operation, printable, word
 from ..observe.metrics import Metrics
 from ..record import Route
 from ..routing import names
+from ..transport.patches import MITMPROXY_READ_SIZE, read_size
 from . import blob_urls
+from .blob_limits import ClientConnections, Counted
 from .blob_urls import Blob
 from .content import CachedFile
 from .files import content_headers
@@ -49,17 +51,30 @@ HANDSHAKE_TIMEOUT = 10
 SHUTDOWN_TIMEOUT = 1  # seconds transfers in flight get when the mirror stops
 TLS_RECORD = 0x16
 WHERE = "via data plane"
-TLS_CHUNK = 1 << 20  # bytes read (in a thread) and encrypted at a time over TLS
+TLS_CHUNK = 1 << 20  # at most this many bytes read (in a thread) and encrypted at a time
+MALLOC_MARGIN = 64 << 10  # below the mmap threshold: the bytes object's header, and then some
+
+
+def tls_chunk(read_size: int) -> int:
+    """Bytes read and encrypted at a time over TLS: TLS_CHUNK, but less than the mmap
+    threshold that streaming.py sets when reads are large (2x regmirror_read_size: 1 MiB by
+    default). A chunk over it is mapped and unmapped by malloc every time: 1 MiB chunks cost
+    1.85 s of CPU per GiB here (page faults, munmap), 960 KiB ones 1.07 s (and 1.5x the
+    throughput)."""
+    if read_size <= MITMPROXY_READ_SIZE:  # malloc's own thresholds, which adapt
+        return TLS_CHUNK
+    return min(TLS_CHUNK, 2 * read_size - MALLOC_MARGIN)
 
 
 class TlsFile(CachedFile):
-    """A cached file sent over TLS 1 MiB at a time. asyncio's fallback for sendfile on a TLS
-    transport, which aiohttp would get, reads 16 KiB per round trip to a thread: 268 MB took
-    2-3 s here, slower than through mitmproxy. aiohttp's own fallback (`_sendfile_fallback`,
-    what it uses without sendfile) reads `chunk_size` bytes per round trip instead."""
+    """A cached file sent over TLS in large chunks (tls_chunk). asyncio's fallback for
+    sendfile on a TLS transport, which aiohttp would get, reads 16 KiB per round trip to a
+    thread: 268 MB took 2-3 s here, slower than through mitmproxy. aiohttp's own fallback
+    (`_sendfile_fallback`, what it uses without sendfile) reads `chunk_size` bytes per round
+    trip instead."""
 
     def __init__(self, store: Store, digest: str, headers: dict[str, str]) -> None:
-        super().__init__(store, digest, headers, TLS_CHUNK)
+        super().__init__(store, digest, headers, tls_chunk(read_size()))
 
     async def _sendfile(
         self, request: web.BaseRequest, fobj: IO[Any], offset: int, count: int
@@ -124,8 +139,11 @@ class BlobServer:
         lookup: Callable[[], Lookup | None],
         metrics: Metrics,
         tls: Callable[[str], ssl.SSLContext | None],
+        per_client: Callable[[], int] = lambda: 0,
     ) -> None:
+        """`per_client()`: the connections one address may have open (0: no limit)."""
         self.sock, self.key, self.lookup, self.metrics, self.tls = sock, key, lookup, metrics, tls
+        self.clients = ClientConnections(per_client)
         self.port: int = sock.getsockname()[1]
         self._runner: web.AppRunner | None = None
         self._accepting: asyncio.Task[None] | None = None
@@ -153,18 +171,24 @@ class BlobServer:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                conn, _ = await loop.sock_accept(self.sock)
+                conn, peer = await loop.sock_accept(self.sock)
             except OSError as e:  # out of file descriptors: the backlog waits meanwhile
                 logger.warning("regmirror: data plane cannot accept: %s", e)
                 await asyncio.sleep(0.1)
                 continue
-            task = loop.create_task(self._connection(conn))
+            release = self.clients.admit(peer[0])
+            if release is None:
+                logger.debug("regmirror: data plane: %s has too many connections", peer[0])
+                conn.close()
+                continue
+            task = loop.create_task(self._connection(conn, release))
             self._connecting.add(task)
             task.add_done_callback(self._connecting.discard)
 
-    async def _connection(self, conn: socket.socket) -> None:
+    async def _connection(self, conn: socket.socket, release: Callable[[], None]) -> None:
         loop = asyncio.get_running_loop()
         assert self._runner and self._runner.server
+        server = self._runner.server
         try:
             first = await asyncio.wait_for(_peek(loop, conn), FIRST_BYTE_TIMEOUT)
             context = None
@@ -176,12 +200,15 @@ class BlobServer:
                 raise ConnectionAbortedError("closed before a request")
             timeout = HANDSHAKE_TIMEOUT if context else None  # asyncio: for TLS only
             await loop.connect_accepted_socket(
-                self._runner.server, conn, ssl=context, ssl_handshake_timeout=timeout
-            )
+                lambda: Counted(server(), release), conn, ssl=context,
+                ssl_handshake_timeout=timeout,
+            )  # fmt: skip
         except (OSError, TimeoutError, ssl.SSLError, ValueError) as e:
             logger.debug("regmirror: data plane connection closed: %s", e)
+            release()
             conn.close()
-        except asyncio.CancelledError:  # the mirror stops
+        except BaseException:  # the mirror stops (cancelled), or a bug
+            release()
             conn.close()
             raise
 

@@ -28,7 +28,7 @@ from ..observe.metrics import Metrics
 from ..record import route
 from ..routing import names
 from ..transport.signing import Signer
-from . import blob_urls, decisions
+from . import blob_limits, blob_urls, decisions
 from .addon import Cache
 from .blob_server import BlobServer
 from .blob_tls import Certificates
@@ -66,6 +66,16 @@ def load_options(loader) -> None:
         Base URL (scheme://host[:port]) by which clients reach the data plane, behind a
         load balancer or NAT. Empty: the scheme and host the client used for the mirror,
         with the data plane's port.
+        """,
+    )
+    loader.add_option(
+        blob_limits.OPTION,
+        int,
+        blob_limits.DEFAULT_LIMIT,
+        """
+        Connections one IP address may have open on the data plane at once; 0: no limit.
+        A connection over it is closed at once, and the client retries or fails. Behind
+        a load balancer or a NAT all its clients share one address: raise it, or set 0.
         """,
     )
     loader.add_option(
@@ -115,6 +125,8 @@ class DataPlane:
         load_options(loader)
 
     def configure(self, updated: set[str]) -> None:
+        if blob_limits.OPTION in updated and getattr(ctx.options, blob_limits.OPTION) < 0:
+            raise exceptions.OptionsError(f"{blob_limits.OPTION} must be 0 (no limit) or more")
         if "regmirror_blob_redirect_min" in updated:
             self.min_size = _parsed("regmirror_blob_redirect_min", decisions.parse_size)
         if "regmirror_blob_url" in updated:
@@ -154,12 +166,15 @@ class DataPlane:
             if not self._running:
                 return sock.close()
             server = BlobServer(sock, lambda: self.signer.key, self.cache.lookup,
-                                self.metrics, self._tls)  # fmt: skip
+                                self.metrics, self._tls, self._per_client)  # fmt: skip
             await server.start()
             self.server = server
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         logger.info("regmirror: blob data plane listening on %s:%d", shown, port)
+
+    def _per_client(self) -> int:
+        return int(getattr(ctx.options, blob_limits.OPTION))
 
     def _tls(self, name: str) -> ssl.SSLContext | None:
         if not ctx.options.regmirror_tls or ctx.master.addons.get("tlsconfig") is None:
