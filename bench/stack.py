@@ -37,6 +37,7 @@ CACHING = (CACHED, DATA_PLANE)  # the mirrors with a cache
 # the data plane's log line of a transfer it served: `pull blob … via data plane (TLS) -> 200 …`
 DATA_PLANE_SERVED = re.compile(r"via data plane(?: \(TLS\))? -> 20[06] ")
 TOKEN_LIFETIME = 3600  # seconds: longer than the whole benchmark
+LOG_SETTLE = 0.3  # seconds a log line may come after the last byte its client got (loaded)
 METRICS_PATH = "/_regmirror/metrics"
 CACHE_SIZE_METRIC = "regmirror_cache_size_bytes"
 
@@ -208,8 +209,15 @@ class Stack:
         return _wait(lambda: self.cache_size(target) >= size, f"{target}: {size} bytes committed")
 
     def data_plane_transfers(self) -> int:
-        """Transfers the data plane has logged since its process started."""
-        return served_by_data_plane(self.data_plane.log_text())
+        """Transfers the data plane has logged since its process started. It logs one just
+        after its last byte, which the client may have before: the count once it holds still
+        for LOG_SETTLE seconds."""
+        count, since = served_by_data_plane(self.data_plane.log_text()), time.perf_counter()
+        while time.perf_counter() - since < LOG_SETTLE:
+            time.sleep(0.02)
+            if (now := served_by_data_plane(self.data_plane.log_text())) != count:
+                count, since = now, time.perf_counter()
+        return count
 
     def wait_peer_stored(self, target: str, repo: str, digests: Iterable[str]) -> float:
         """Wait until distribution's proxy has stored the blobs `digests` for `repo`: it
