@@ -272,8 +272,10 @@ class Cache:
         first waits for another miss of it that is already on its way (single_flight.py)."""
         digest = r["reference"]
         for again in (False, True):
-            url = lookup.following(r, digest, self._filling.get(digest))
-            link = None if url else await self._readable(flow, r, await lookup.linked(r, digest))
+            link = await self._readable(flow, r, await lookup.linked(r, digest))
+            # after the awaits, and with none until a lead is taken: a fill that began
+            # meanwhile is followed, never fetched again
+            url = "" if link else lookup.following(r, digest, self._filling.get(digest))
             if url or link or again or kind != "blob" or flow.request.method != "GET":
                 break
             provenance = outcome(flow).get("provenance", CLIENT)
