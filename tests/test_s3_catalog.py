@@ -132,3 +132,30 @@ async def test_replicas_racing_for_a_free_lease_leave_one_holder(s3):
         now = 100.0 + attempt * 10_000  # each round starts with the last lease expired
         won = await asyncio.gather(*(Lease(client, where, n).acquire(now) for n in "abcd"))
         assert sorted(won) == [False, False, False, True], won
+
+
+async def test_a_bucket_that_cannot_be_asked_is_unknown_and_nothing_is_forgotten(s3):
+    from prometheus_client import CollectorRegistry
+    from regmirror.cache.content import UNKNOWN
+    from regmirror.cache.lookup import Lookup
+    from regmirror.cache.metrics import CacheMetrics
+    from regmirror.cache.s3.content import S3Content
+
+    _, where = s3
+    async with contextlib.AsyncExitStack() as stack:
+        down = await open_client(stack, "http://127.0.0.1:9")  # nothing listens there
+        content = S3Content(down, where)
+        assert await content.check(DIGEST, len(BODY)) == UNKNOWN
+
+        class Catalog:
+            forgotten: list[str] = []
+
+            async def forget(self, digests):
+                self.forgotten.extend(digests)
+
+        catalog = Catalog()
+        metrics = CacheMetrics(CollectorRegistry())
+        lookup = Lookup(None, catalog, content, None, metrics)  # type: ignore[arg-type]
+        assert await lookup.intact(DIGEST, len(BODY)) is False
+        assert catalog.forgotten == []  # a transient fault: the links stay
+        assert metrics.faults.labels("file")._value.get() == 1

@@ -12,14 +12,15 @@ from .integrity import Verified
 from .store import Store
 
 OK, MISSING, CORRUPTED = "ok", "missing", "corrupted"
+UNKNOWN = "unknown"  # the store cannot be asked just now: a miss, and nothing forgotten
 
 
 class Content(Protocol):
     where: str  # for messages: "on disk", "in the bucket"
 
     async def check(self, digest: str, size: int) -> str:
-        """OK when `digest` may be served as `size` bytes; MISSING, or CORRUPTED (then it
-        has been dropped)."""
+        """OK when `digest` may be served as `size` bytes; MISSING, CORRUPTED (then it
+        has been dropped), or UNKNOWN."""
         ...
 
     async def discard(self, digest: str) -> None: ...

@@ -33,6 +33,7 @@ from .addon import Cache
 from .blob_server import BlobServer
 from .blob_tls import Certificates
 from .blob_urls import Blob
+from .s3.client import S3_ERRORS
 from .s3.content import S3Content
 
 logger = logging.getLogger(__name__)
@@ -191,7 +192,11 @@ class DataPlane:
         content = self.cache.content
         if isinstance(content, S3Content):  # sendfile needs a file: a bucket's hit stays here
             if ctx.options.regmirror_s3_redirect:  # or goes to the storage itself
-                location = await content.presign(link.digest, PRESIGNED_SECONDS)
+                try:
+                    location = await content.presign(link.digest, PRESIGNED_SECONDS)
+                except S3_ERRORS as e:  # no credentials to sign with: streamed instead
+                    return logger.warning("regmirror: no presigned URL for %s: %s",
+                                          link.digest, e)  # fmt: skip
                 headers = {"Location": location, "Docker-Distribution-Api-Version": "registry/2.0"}
                 answer(flow, http.Response.make(307, b"", headers), BY_S3)
             return

@@ -9,7 +9,7 @@ from mitmproxy import http
 from ..record import Route
 from . import decisions
 from .catalog import Catalog
-from .content import CORRUPTED, OK, Content
+from .content import CORRUPTED, OK, UNKNOWN, Content
 from .errors import CatalogError
 from .files import FileServer
 from .index import Link, Tag
@@ -82,6 +82,9 @@ class Lookup:
         state = await self.content.check(digest, size)
         if state == OK:
             return True
+        if state == UNKNOWN:
+            self.fault("file", f"cache content {digest} cannot be checked just now: a miss")
+            return False
         if state == CORRUPTED:
             self.fault("file", f"cache file {digest} is corrupted {self.content.where}: dropped")
         try:

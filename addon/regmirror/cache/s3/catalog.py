@@ -56,6 +56,9 @@ class S3Catalog:
         await self._call("delete_object", Key=self.location.tag(registry, repository, tag))
 
     async def record(self, c: Committed) -> bool:
+        """True when this repository's link is new: whether the content was in the bucket
+        before, a bucket cannot tell cheaply. It only feeds a replica's estimate of the
+        size (occupancy.py), which every listing corrects."""
         key = self.location.link(c.registry, c.repository, c.digest)
         before = await self._get(key)
         provenance = c.provenance

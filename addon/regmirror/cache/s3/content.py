@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 from botocore.exceptions import ClientError
 
-from ..content import CORRUPTED, MISSING, OK
+from ..content import CORRUPTED, MISSING, OK, UNKNOWN
 from ..fill import Fill
 from .client import S3_ERRORS, missing
 from .location import S3Location
@@ -41,6 +41,7 @@ class S3Content:
         except S3_ERRORS as e:
             if not missing(e):
                 logger.warning("regmirror: S3 cannot be asked for %s: %s", digest, e)
+                return UNKNOWN  # a transient fault must not make the cache forget it
             return MISSING
         if said["ContentLength"] == size:
             return OK
@@ -56,7 +57,7 @@ class S3Content:
             logger.warning("regmirror: S3: %s could not be removed: %s", digest, e)
 
     async def usable(self) -> str:
-        """"" when the bucket answers; else why not, naming neither bucket nor endpoint."""
+        """ "" when the bucket answers; else why not, naming neither bucket nor endpoint."""
         try:
             await self.client.head_bucket(Bucket=self.location.bucket)
         except S3_ERRORS as e:
@@ -81,9 +82,10 @@ class S3Content:
         try:
             said = await ask(Bucket=self.location.bucket, Key=self.location.blob(digest))
         except S3_ERRORS as e:
-            if not missing(e):
-                logger.warning("regmirror: S3 cannot serve %s: %s", digest, e)
-            raise web.HTTPNotFound() from e
+            if missing(e):  # evicted since the lookup's HEAD
+                raise web.HTTPNotFound() from e
+            logger.warning("regmirror: S3 cannot serve %s: %s", digest, e)
+            raise web.HTTPServiceUnavailable() from e  # clients retry a 503, not a 404
         body, size = said.get("Body"), said["ContentLength"]
         try:
             return await self._send(request, digest, headers, body, size)

@@ -39,11 +39,15 @@ class Lease:
             if not missing(e):
                 return False
             text, etag = b"", None
-        try:
-            held = json.loads(text) if etag else None
-        except ValueError:
-            held = {}  # not a lease we wrote: taken over
-        if not takeable(held if isinstance(held, dict) or held is None else {}, now, self.me):
+        held = None
+        if etag:
+            try:
+                held = json.loads(text)
+            except ValueError:
+                held = {}
+            if not isinstance(held, dict):
+                held = {}  # not a lease we wrote: taken over
+        if not takeable(held, now, self.me):
             return False
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         lease = json.dumps({"holder": self.me, "expires": now + LEASE_SECONDS}).encode()

@@ -53,14 +53,16 @@ async def upload(
         parts.append(asyncio.ensure_future(part(len(parts) + 1, body)))
 
     try:
-        buffer = bytearray()
+        pending: list[bytes] = []  # joined once per part: one copy of each byte
+        held = 0
         async for chunk in chunks:
-            buffer += chunk
-            if len(buffer) >= PART_SIZE:
-                await send(bytes(buffer))
-                buffer.clear()
-        if buffer or not parts:
-            await send(bytes(buffer))
+            pending.append(chunk)
+            held += len(chunk)
+            if held >= PART_SIZE:
+                await send(b"".join(pending))
+                pending, held = [], 0
+        if pending or not parts:
+            await send(b"".join(pending))
         done = await asyncio.gather(*parts)
         await client.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
